@@ -1,0 +1,21 @@
+//! What every pacs-hub function shares: the tenant domain, settings read
+//! from the environment, the AWS clients, authentication, the one mapping
+//! from errors to HTTP responses, and DICOM header indexing.
+//!
+//! Functions never import each other; whatever two of them need lives here.
+
+pub mod auth;
+pub mod clients;
+pub mod config;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod secrets;
+pub mod time;
+
+pub use clients::Clients;
+pub use config::Settings;
+pub use context::Context;
+pub use error::{ApiError, ApiResult};
