@@ -19,17 +19,23 @@ pub fn n(v: impl std::fmt::Display) -> AttributeValue {
 
 /// Reads a string attribute.
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// Reads a number attribute as `u64`.
 pub fn get_u64(item: &Item, name: &str) -> Option<u64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Reads a number attribute as `i64`.
 pub fn get_i64(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Reads a boolean attribute.
@@ -41,9 +47,7 @@ pub fn get_bool(item: &Item, name: &str) -> Option<bool> {
 pub fn get_strings(item: &Item, name: &str) -> Vec<String> {
     match item.get(name) {
         Some(AttributeValue::Ss(v)) => v.clone(),
-        Some(AttributeValue::L(v)) => {
-            v.iter().filter_map(|x| x.as_s().ok()).cloned().collect()
-        }
+        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok()).cloned().collect(),
         _ => Vec::new(),
     }
 }

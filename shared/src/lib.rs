@@ -16,6 +16,7 @@ pub mod logging;
 pub mod secrets;
 pub mod tenants;
 pub mod time;
+pub mod usage;
 pub mod validate;
 
 pub use clients::Clients;

@@ -7,9 +7,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -76,7 +74,10 @@ impl Hospital {
             ("pk".into(), s(self.id.as_str())),
             ("sk".into(), s(HOSPITAL_SK)),
             ("gsi1pk".into(), s(HOSPITALS_GSI)),
-            ("gsi1sk".into(), s(format!("{}#{}", self.created_at, self.id))),
+            (
+                "gsi1sk".into(),
+                s(format!("{}#{}", self.created_at, self.id)),
+            ),
             ("hospitalId".into(), s(self.id.as_str())),
             ("name".into(), s(&self.name)),
             ("contactEmail".into(), s(&self.contact_email)),
@@ -202,8 +203,11 @@ pub struct KeyRecord<'a> {
 
 impl KeyRecord<'_> {
     fn to_item(&self, at: &str) -> Item {
-        let accessible: Vec<String> =
-            self.accessible_hospitals.iter().map(|h| h.to_string()).collect();
+        let accessible: Vec<String> = self
+            .accessible_hospitals
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
         let mut item = HashMap::from([
             ("pk".into(), s(self.hospital_id.as_str())),
             ("sk".into(), s(format!("KEY#{}", self.key_id))),
@@ -230,7 +234,10 @@ pub fn store_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + '
     err: aws_sdk_dynamodb::error::SdkError<E>,
 ) -> ApiError {
     let code = err.code().unwrap_or_default().to_owned();
-    let detail = format!("{step}: {code} {}", aws_sdk_dynamodb::error::DisplayErrorContext(&err));
+    let detail = format!(
+        "{step}: {code} {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+    );
     if code.contains("Throttl") || code == "ProvisionedThroughputExceededException" {
         ApiError::unavailable(detail)
     } else {
@@ -250,7 +257,9 @@ pub async fn create_hospital(
 ) -> ApiResult<Hospital> {
     let at = now();
     let stamp = rfc3339(at);
-    let end = at.replace_year(at.year() + 1).unwrap_or(at + time::Duration::days(365));
+    let end = at
+        .replace_year(at.year() + 1)
+        .unwrap_or(at + time::Duration::days(365));
     let hospital = Hospital {
         id: first_key.hospital_id.clone(),
         name: new.name,
@@ -309,7 +318,9 @@ pub async fn get_hospital(ctx: &Context, id: &HospitalId) -> ApiResult<Option<Ho
 
 /// Reads a hospital, answering 404 when it does not exist.
 pub async fn require_hospital(ctx: &Context, id: &HospitalId) -> ApiResult<Hospital> {
-    get_hospital(ctx, id).await?.ok_or_else(|| ApiError::not_found(format!("hospital {id}")))
+    get_hospital(ctx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("hospital {id}")))
 }
 
 /// One page of hospitals, oldest first.
@@ -547,8 +558,11 @@ pub async fn create_user(ctx: &Context, user: &NewUser<'_>) -> ApiResult<Value> 
     let table = &ctx.settings.tenants_table;
     let at = rfc3339(now());
     let roles: Vec<String> = user.roles.iter().map(|r| r.as_str().to_owned()).collect();
-    let accessible: Vec<String> =
-        user.accessible_hospitals.iter().map(|h| h.to_string()).collect();
+    let accessible: Vec<String> = user
+        .accessible_hospitals
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
     let user_item: Item = HashMap::from([
         ("pk".into(), s(user.hospital_id.as_str())),
         ("sk".into(), s(format!("USER#{}", user.username))),
@@ -582,7 +596,11 @@ pub async fn create_user(ctx: &Context, user: &NewUser<'_>) -> ApiResult<Value> 
         .transact_write_items()
         .transact_items(TransactWriteItem::builder().update(count).build())
         .transact_items(TransactWriteItem::builder().put(put(user_item)?).build())
-        .transact_items(TransactWriteItem::builder().put(put(user.key.to_item(&at))?).build())
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(put(user.key.to_item(&at))?)
+                .build(),
+        )
         .send()
         .await;
     match result {
@@ -601,9 +619,12 @@ pub async fn create_user(ctx: &Context, user: &NewUser<'_>) -> ApiResult<Value> 
                     "UserLimitReached",
                     "the hospital has reached its plan's maxUsers; upgrade the plan or remove a user",
                 )),
-                [_, Some(c), ..] if c == "ConditionalCheckFailed" => Err(ApiError::conflict(
-                    format!("username {:?} already exists in this hospital", user.username),
-                )),
+                [_, Some(c), ..] if c == "ConditionalCheckFailed" => {
+                    Err(ApiError::conflict(format!(
+                        "username {:?} already exists in this hospital",
+                        user.username
+                    )))
+                }
                 _ => Err(store_error("creating user", e)),
             }
         }
@@ -670,7 +691,11 @@ pub async fn put_grant(
 }
 
 /// Withdraws a grant; 404 if there was none.
-pub async fn delete_grant(ctx: &Context, owner: &HospitalId, grantee: &HospitalId) -> ApiResult<()> {
+pub async fn delete_grant(
+    ctx: &Context,
+    owner: &HospitalId,
+    grantee: &HospitalId,
+) -> ApiResult<()> {
     let result = ctx
         .clients
         .dynamodb
@@ -735,7 +760,12 @@ pub async fn granted_by(
                 .send()
                 .await
                 .map_err(|e| store_error("reading grants", e))?;
-            for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default()
+            {
                 if let Some(owner) = get_s(&item, "hospitalId").and_then(|h| h.parse().ok()) {
                     found.push(owner);
                 }

@@ -24,10 +24,17 @@ impl Fields {
     /// Wraps a nested object found at `path`.
     pub fn nested(value: Value, path: &str) -> ApiResult<Self> {
         match value {
-            Value::Object(map) => Ok(Fields { map, path: path.to_owned() }),
+            Value::Object(map) => Ok(Fields {
+                map,
+                path: path.to_owned(),
+            }),
             other => Err(ApiError::validation(format!(
                 "{} must be a JSON object, not {}",
-                if path.is_empty() { "the request body" } else { path.trim_end_matches('.') },
+                if path.is_empty() {
+                    "the request body"
+                } else {
+                    path.trim_end_matches('.')
+                },
                 kind(&other)
             ))),
         }
@@ -57,9 +64,13 @@ impl Fields {
                 if s.is_empty() {
                     Err(ApiError::validation(format!("{name} must not be empty")))
                 } else if s.chars().count() > max {
-                    Err(ApiError::validation(format!("{name} is longer than {max} characters")))
+                    Err(ApiError::validation(format!(
+                        "{name} is longer than {max} characters"
+                    )))
                 } else if s.chars().any(char::is_control) {
-                    Err(ApiError::validation(format!("{name} contains control characters")))
+                    Err(ApiError::validation(format!(
+                        "{name} contains control characters"
+                    )))
                 } else {
                     Ok(Some(s))
                 }
@@ -156,7 +167,10 @@ impl Fields {
             return Ok(());
         }
         unknown.sort();
-        Err(ApiError::validation(format!("unknown field(s): {}", unknown.join(", "))))
+        Err(ApiError::validation(format!(
+            "unknown field(s): {}",
+            unknown.join(", ")
+        )))
     }
 }
 
@@ -199,7 +213,9 @@ pub fn email(field: &str, value: &str) -> ApiResult<()> {
 /// Checks a phone number: digits with optional `+`, spaces, dashes, dots
 /// and parentheses, 6 to 20 digits.
 pub fn phone(field: &str, value: &str) -> ApiResult<()> {
-    let allowed = value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let allowed = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     let digits = value.chars().filter(char::is_ascii_digit).count();
     if allowed && (6..=20).contains(&digits) && !value[1..].contains('+') {
         Ok(())
@@ -219,7 +235,11 @@ mod tests {
     fn names_the_field_with_the_wrong_type() {
         let mut f = Fields::new(json!({"name": 5})).unwrap();
         let err = f.string("name", 10).unwrap_err();
-        assert!(err.message.contains("name must be a string"), "{}", err.message);
+        assert!(
+            err.message.contains("name must be a string"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -235,7 +255,11 @@ mod tests {
         let mut f = Fields::new(json!({"settings": {"requireMFA": "yes"}})).unwrap();
         let mut s = f.opt_object("settings").unwrap().unwrap();
         let err = s.opt_bool("requireMFA").unwrap_err();
-        assert!(err.message.contains("settings.requireMFA"), "{}", err.message);
+        assert!(
+            err.message.contains("settings.requireMFA"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

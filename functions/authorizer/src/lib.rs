@@ -88,7 +88,11 @@ pub async fn decide(
             }
             return Err(AuthorizerError::Unauthorized);
         }
-        PresentedKey::Hospital { hospital, key_id, secret } => (hospital, key_id, secret),
+        PresentedKey::Hospital {
+            hospital,
+            key_id,
+            secret,
+        } => (hospital, key_id, secret),
     };
 
     let (stored, hospital) = tenants::get_key_and_hospital(ctx, &hospital_id, &key_id)
@@ -107,7 +111,10 @@ pub async fn decide(
     if hospital.status != HospitalStatus::Active {
         return Ok(Decision::Deny(ApiError::forbidden(
             "HospitalInactive",
-            format!("hospital {hospital_id} is {}; contact the platform operator", hospital.status.as_str()),
+            format!(
+                "hospital {hospital_id} is {}; contact the platform operator",
+                hospital.status.as_str()
+            ),
         )));
     }
     let source_ip = event
@@ -205,7 +212,10 @@ mod tests {
     #[test]
     fn allow_covers_the_stage() {
         let arn = "arn:aws:execute-api:eu-west-1:123:abc/prod/GET/api/studies";
-        assert_eq!(stage_wildcard(arn), "arn:aws:execute-api:eu-west-1:123:abc/prod/*");
+        assert_eq!(
+            stage_wildcard(arn),
+            "arn:aws:execute-api:eu-west-1:123:abc/prod/*"
+        );
     }
 
     #[test]
