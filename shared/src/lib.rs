@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod context;
+pub mod dicom;
 pub mod domain;
 pub mod error;
 pub mod http;
