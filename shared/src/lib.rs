@@ -4,16 +4,22 @@
 //!
 //! Functions never import each other; whatever two of them need lives here.
 
+pub mod archive;
+mod attrs;
 pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod context;
+pub mod dicom;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod logging;
 pub mod secrets;
 pub mod time;
+pub mod uploads;
+pub mod usage;
 
 pub use clients::Clients;
 pub use config::Settings;
