@@ -15,11 +15,14 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod item;
 pub mod logging;
 pub mod secrets;
+pub mod tenants;
 pub mod time;
 pub mod uploads;
 pub mod usage;
+pub mod validate;
 
 pub use clients::Clients;
 pub use config::Settings;

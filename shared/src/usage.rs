@@ -25,12 +25,17 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
 
-use crate::attrs::{Item, get_s, get_u64, key, n, s};
+use crate::attrs::{Item, get_i64, get_s, get_u64, key, n, s};
 use crate::context::Context;
 use crate::domain::{HospitalId, Plan};
+use crate::error::{ApiError, ApiResult};
+use crate::tenants::store_error;
 
-/// How many stored-bytes shards each hospital has.
-pub const USAGE_SHARDS: u32 = 16;
+/// How many counter items each hospital's usage is spread over.
+pub const SHARDS: u32 = 16;
+
+/// The same, under the name the ingest modules use.
+pub const USAGE_SHARDS: u32 = SHARDS;
 
 /// The partition key of stored-bytes shard `shard`.
 pub fn shard_pk(hospital: &HospitalId, shard: u32) -> String {
@@ -47,6 +52,53 @@ pub fn pending_key(hospital: &HospitalId) -> Item {
     key(format!("{hospital}#PENDING"), "PENDING")
 }
 
+/// What a hospital stores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredUsage {
+    pub bytes: u64,
+    pub instances: u64,
+}
+
+/// Sums the hospital's counter shards: one BatchGetItem.
+pub async fn stored(ctx: &Context, id: &HospitalId) -> ApiResult<StoredUsage> {
+    let table = &ctx.settings.tenants_table;
+    let mut keys = KeysAndAttributes::builder();
+    for shard in 0..SHARDS {
+        keys = keys.keys(shard_key(id, shard));
+    }
+    let mut request = HashMap::from([(table.clone(), keys.build().map_err(ApiError::internal)?)]);
+    let (mut bytes, mut instances) = (0i64, 0i64);
+    for _ in 0..5 {
+        let out = ctx
+            .clients
+            .dynamodb
+            .batch_get_item()
+            .set_request_items(Some(request))
+            .send()
+            .await
+            .map_err(|e| store_error("reading usage", e))?;
+        for item in out
+            .responses
+            .unwrap_or_default()
+            .remove(table)
+            .unwrap_or_default()
+        {
+            // A replacement subtracts from its own shard, so one shard may
+            // be negative; only the sum means anything.
+            bytes += get_i64(&item, "storedBytes").unwrap_or(0);
+            instances += get_i64(&item, "instances").unwrap_or(0);
+        }
+        match out.unprocessed_keys.filter(|u| !u.is_empty()) {
+            Some(rest) => request = rest,
+            None => break,
+        }
+    }
+    Ok(StoredUsage {
+        bytes: bytes.max(0) as u64,
+        instances: instances.max(0) as u64,
+    })
+}
+
 /// A transaction step that adds `bytes` and `instances` (either may be
 /// negative) to one stored-bytes shard of `hospital`.
 pub fn add_stored(
@@ -59,7 +111,7 @@ pub fn add_stored(
     Update::builder()
         .table_name(table)
         .set_key(Some(shard_key(hospital, shard)))
-        .update_expression("SET hospitalId = :h ADD storedBytes :b, instanceCount :i")
+        .update_expression("SET hospitalId = :h ADD storedBytes :b, instances :i")
         .expression_attribute_values(":h", s(hospital.as_str()))
         .expression_attribute_values(":b", n(bytes))
         .expression_attribute_values(":i", n(instances))
@@ -154,8 +206,8 @@ pub async fn storage_snapshot(
         match get_s(item, "sk") {
             Some("USAGE") => {
                 // Replacements subtract, so a shard may dip below zero.
-                let bytes = crate::attrs::get_i64(item, "storedBytes").unwrap_or(0);
-                let count = crate::attrs::get_i64(item, "instanceCount").unwrap_or(0);
+                let bytes = get_i64(item, "storedBytes").unwrap_or(0);
+                let count = get_i64(item, "instances").unwrap_or(0);
                 snap.stored_bytes = snap.stored_bytes.saturating_add_signed(bytes);
                 snap.instances = snap.instances.saturating_add_signed(count);
             }
