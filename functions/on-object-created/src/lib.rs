@@ -25,9 +25,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 /// The first ranged GET: most headers end well inside it.
 pub const FIRST_READ_BYTES: u64 = 64 * 1024;
 
-/// The most of an object ever read to find the end of its header.
-pub const MAX_HEADER_READ_BYTES: u64 = 8 * 1024 * 1024;
-
 /// A failure that must fail the invocation, so that S3's asynchronous
 /// delivery retries it and then sends it to the dead-letter queue.
 #[derive(Debug, thiserror::Error)]
@@ -295,14 +292,15 @@ async fn publish_indexed(
 }
 
 /// Reads the header with ranged GETs, growing the range only as far as
-/// the reader asks and never past [`MAX_HEADER_READ_BYTES`]. The inner
-/// `Err` is a quarantine reason.
+/// the reader asks and never past the reader's `max_header_bytes`. The
+/// inner `Err` is a quarantine reason.
 async fn read_header(
     ctx: &Context,
     at: &Located,
     size: u64,
 ) -> Result<Result<InstanceHeader, String>, IngestError> {
     let limits = HeaderLimits::default();
+    let max_read = limits.max_header_bytes;
     let first = size.min(FIRST_READ_BYTES);
     let mut buf = get_range(ctx, at, 0, first).await?;
     loop {
@@ -316,17 +314,16 @@ async fn read_header(
                         "truncated: the header needs {until} bytes but the file has {size}"
                     )));
                 }
-                if until > MAX_HEADER_READ_BYTES {
+                if until > max_read {
                     return Ok(Err(format!(
-                        "the header is longer than {MAX_HEADER_READ_BYTES} bytes, the most \
-                         the indexer reads"
+                        "the header is longer than {max_read} bytes, the most the indexer reads"
                     )));
                 }
                 if until <= have {
                     return Ok(Err("the header could not be read to its end".into()));
                 }
                 // Grow at least geometrically, so a long header costs few GETs.
-                let next = until.max(have * 2).min(size).min(MAX_HEADER_READ_BYTES);
+                let next = until.max(have * 2).min(size).min(max_read);
                 let more = get_range(ctx, at, have, next).await?;
                 if more.is_empty() {
                     return Ok(Err("truncated: the object ended before its header".into()));

@@ -2,8 +2,18 @@
 //! by the real reader on merge.
 
 /// Bounds on what the reader may allocate.
-#[derive(Debug, Clone, Default)]
-pub struct HeaderLimits {}
+#[derive(Debug, Clone)]
+pub struct HeaderLimits {
+    pub max_header_bytes: u64,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_header_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
 
 /// The outcome of one attempt to read a header from a prefix.
 #[derive(Debug)]
