@@ -546,3 +546,43 @@ async fn bad_requests_other_tenants_and_quota_are_refused() {
     assert_eq!(resp["code"], "QuotaExceeded");
     harness.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
+    let harness = Harness::start().await;
+    let h = harness.register("Events Hospital").await;
+    let mut bus = harness.stack.subscribe_bus_events();
+
+    let f = DicomFixture::ct();
+    let status = harness.ingest(&h, f.to_bytes()).await;
+    assert_eq!(status["status"], "indexed");
+    let indexed = loop {
+        let event = bus.recv().await.expect("bus event");
+        if event.to_string().contains("InstanceIndexed") {
+            break event;
+        }
+    };
+    let text = indexed.to_string();
+    assert!(text.contains(&f.sop_instance_uid), "{text}");
+    assert!(!text.contains("DOE") && !text.contains("MRN00412345"), "{text}");
+
+    // A sweep with a zero quiet time closes the study once.
+    let stack_ctx = harness.stack.context();
+    let mut settings = stack_ctx.settings.clone();
+    settings.stable_study_after = Duration::ZERO;
+    let ctx = pacs_shared::Context::new(settings, stack_ctx.clients.clone());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(on_object_created::announce_stable_studies(&ctx).await.expect("sweep"), 1);
+    assert_eq!(on_object_created::announce_stable_studies(&ctx).await.expect("sweep"), 0);
+    let stable = loop {
+        let event = bus.recv().await.expect("bus event");
+        if event.to_string().contains("StudyStable") {
+            break event.to_string();
+        }
+    };
+    assert!(stable.contains(&f.study_instance_uid), "{stable}");
+    assert!(!stable.contains("DOE"), "{stable}");
+    let study = harness.archive(&study_pk(&h, &f), "STUDY").await.expect("study");
+    assert!(study.get("stableAt").is_some());
+    harness.stack.shutdown().await;
+}
