@@ -252,3 +252,45 @@ async fn data_survives_a_restart() {
 
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn functions_publish_to_the_local_event_bus_with_the_sdk() {
+    let stack = TestStack::start().await;
+    let mut bus = stack.subscribe_bus_events();
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("pacs-hub.ingest")
+        .detail_type("InstanceIndexed")
+        .detail(r#"{"hospitalId":"hosp_0123456789abcdef"}"#)
+        .event_bus_name(stack.context().settings.event_bus.clone().unwrap())
+        .build();
+    let out = stack
+        .context()
+        .clients
+        .events
+        .put_events()
+        .entries(entry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_entry_count, 0);
+
+    let event = tokio::time::timeout(crate::GUARD, bus.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event["detail-type"], "InstanceIndexed");
+    assert_eq!(event["detail"]["hospitalId"], "hosp_0123456789abcdef");
+    let log = std::fs::read_to_string(stack.data_dir().join("events.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn functions_read_the_data_dir_secrets() {
+    let stack = TestStack::start().await;
+    let context = stack.context();
+    let secrets = context.secrets().await.expect("secrets file loads");
+    assert_eq!(secrets.platform_admin_key, stack.platform_key());
+    assert!(secrets.pepper.len() >= 32);
+    stack.shutdown().await;
+}
