@@ -3,6 +3,7 @@
 
 mod cli;
 mod gateway;
+mod ingest;
 mod runtime;
 mod stack;
 

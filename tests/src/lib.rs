@@ -1,7 +1,8 @@
 //! Helpers for the end-to-end tests: a whole local stack on a temporary
 //! data dir with free ports, an HTTP client, the platform-admin key, the
-//! tenancy calls most tests begin with, DICOM fixtures written byte by byte, and a Lambda Runtime API emulator
-//! that drives the real function binaries.
+//! tenancy calls most tests begin with, a Lambda Runtime API emulator
+//! that drives the real function binaries, and DICOM fixtures written byte
+//! by byte (shared with the bench).
 
 pub mod dicom;
 mod runtime_api;
