@@ -6,6 +6,7 @@ mod gateway;
 mod ingest;
 mod runtime;
 mod stack;
+mod tenancy;
 
 use std::time::Duration;
 
