@@ -4,6 +4,7 @@
 mod cli;
 mod gateway;
 mod ingest;
+mod logs;
 mod runtime;
 mod stack;
 mod tenancy;
