@@ -1,1 +1,3 @@
+//! End-to-end tests of pacs-hub on the local stack.
 
+mod ingest;
