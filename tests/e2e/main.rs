@@ -1,3 +1,4 @@
 //! End-to-end tests of pacs-hub on the local stack.
 
+mod hostile;
 mod ingest;
