@@ -15,32 +15,32 @@ use sha2::{Digest, Sha256};
 type Item = HashMap<String, AttributeValue>;
 
 /// A stack on a temporary data dir, with an HTTP client.
-struct Harness {
-    stack: Stack,
+pub(crate) struct Harness {
+    pub(crate) stack: Stack,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 /// A registered hospital and its agent key.
-struct Hospital {
-    id: String,
-    key: String,
+pub(crate) struct Hospital {
+    pub(crate) id: String,
+    pub(crate) key: String,
 }
 
 /// A presigned upload as the API returned it.
 #[derive(Clone)]
-struct Upload {
-    id: String,
+pub(crate) struct Upload {
+    pub(crate) id: String,
     url: String,
     headers: serde_json::Map<String, Value>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 impl Harness {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let stack = Stack::start(StackOptions::new(dir.path()))
             .await
@@ -52,7 +52,7 @@ impl Harness {
         }
     }
 
-    async fn register(&self, name: &str) -> Hospital {
+    pub(crate) async fn register(&self, name: &str) -> Hospital {
         let resp = self
             .http
             .post(format!("{}/api/hospitals/register", self.stack.api_url()))
@@ -89,7 +89,7 @@ impl Harness {
         (resp.status().as_u16(), resp.json().await.expect("json"))
     }
 
-    async fn get_upload(&self, key: &str, id: &str) -> (u16, Value) {
+    pub(crate) async fn get_upload(&self, key: &str, id: &str) -> (u16, Value) {
         let resp = self
             .http
             .get(format!("{}/api/uploads/{id}", self.stack.api_url()))
@@ -101,7 +101,12 @@ impl Harness {
     }
 
     /// Presigns one file, declaring `uids` (study, series, sop) if given.
-    async fn presign(&self, h: &Hospital, bytes: &[u8], uids: Option<[&str; 3]>) -> Upload {
+    pub(crate) async fn presign(
+        &self,
+        h: &Hospital,
+        bytes: &[u8],
+        uids: Option<[&str; 3]>,
+    ) -> Upload {
         let mut file = json!({ "size": bytes.len(), "sha256": sha256_hex(bytes) });
         if let Some([study, series, sop]) = uids {
             file["studyInstanceUid"] = json!(study);
@@ -129,7 +134,7 @@ impl Harness {
     }
 
     /// Polls the upload until it leaves `pending`.
-    async fn settled(&self, h: &Hospital, id: &str) -> Value {
+    pub(crate) async fn settled(&self, h: &Hospital, id: &str) -> Value {
         for _ in 0..300 {
             let (status, body) = self.get_upload(&h.key, id).await;
             assert_eq!(status, 200, "{body}");
@@ -168,7 +173,7 @@ impl Harness {
         self.item(&table, pk, sk).await
     }
 
-    async fn object_exists(&self, key: &str) -> bool {
+    pub(crate) async fn object_exists(&self, key: &str) -> bool {
         let ctx = self.stack.context();
         ctx.clients
             .s3
@@ -178,6 +183,20 @@ impl Harness {
             .send()
             .await
             .is_ok()
+    }
+
+    /// The user metadata of an object (panics when it is missing).
+    async fn object_metadata(&self, key: &str) -> HashMap<String, String> {
+        let ctx = self.stack.context();
+        let head = ctx
+            .clients
+            .s3
+            .head_object()
+            .bucket(&ctx.settings.bucket)
+            .key(key)
+            .send();
+        let head = head.await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        head.metadata.unwrap_or_default()
     }
 
     /// Sum of the hospital's stored-bytes shards.
@@ -505,11 +524,10 @@ async fn bad_files_are_quarantined_with_their_reason() {
             !reason.contains("DOE"),
             "{name}: the reason holds no patient data"
         );
-        assert!(
-            harness
-                .object_exists(&format!("quarantine/{}/{}.dcm", h.id, upload.id))
-                .await
-        );
+        let quarantined = format!("quarantine/{}/{}.dcm", h.id, upload.id);
+        let metadata = harness.object_metadata(&quarantined).await;
+        let recorded = metadata.get("quarantine-reason").map(String::as_str);
+        assert_eq!(recorded, Some(reason), "{name}");
         assert!(
             !harness
                 .object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id))

@@ -3,6 +3,7 @@
 
 mod cli;
 mod gateway;
+mod hostile;
 mod ingest;
 mod logs;
 mod runtime;
