@@ -4,15 +4,20 @@
 //!
 //! Functions never import each other; whatever two of them need lives here.
 
+pub mod attrs;
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod context;
+pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod logging;
 pub mod secrets;
+pub mod shares;
+pub mod studies;
 pub mod time;
 
 pub use clients::Clients;
