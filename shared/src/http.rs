@@ -124,3 +124,34 @@ pub fn principal(req: &Request) -> ApiResult<Principal> {
         _ => Err(ApiError::unauthorized()),
     }
 }
+
+/// The route template the request matched, e.g.
+/// `/api/hospitals/{hospitalId}/keys`, as API Gateway reports it.
+pub fn route(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.resource_path.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The client's address as API Gateway saw it.
+pub fn source_ip(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.identity.source_ip.clone().unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The 404 for a method and path no route of this function serves.
+pub fn no_route(req: &Request) -> ApiError {
+    ApiError::not_found(format!("route {} {}", req.method(), req.uri().path()))
+}
+
+/// A JSON body parsed as an object, ready for field-by-field reading.
+pub fn json_fields(req: &Request, limit: usize) -> ApiResult<crate::validate::Fields> {
+    crate::validate::Fields::new(json_body::<serde_json::Value>(req, limit)?)
+}

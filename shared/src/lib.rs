@@ -14,11 +14,15 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod item;
 pub mod logging;
 pub mod secrets;
 pub mod shares;
 pub mod studies;
+pub mod tenants;
 pub mod time;
+pub mod usage;
+pub mod validate;
 
 pub use clients::Clients;
 pub use config::Settings;
