@@ -1,6 +1,8 @@
-//! Reading and writing DynamoDB attribute values without ceremony, and the
-//! two batch calls every read path needs (BatchGetItem and BatchWriteItem
-//! with their unprocessed-item retries).
+//! What the archive read paths add to [`crate::item`]: owned attribute
+//! readers that tolerate the shapes different writers use (a set or a
+//! list, a number or its text), and the two batch calls every read path
+//! needs (BatchGetItem and BatchWriteItem with their unprocessed-item
+//! retries).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,8 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, Wri
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 
-/// One DynamoDB item.
-pub type Item = HashMap<String, AttributeValue>;
+pub use crate::item::{Item, n, s, to_json};
 
 /// Most rounds spent on a batch's unprocessed keys before giving up.
 const BATCH_ROUNDS: u32 = 8;
@@ -47,44 +48,9 @@ pub fn get_ss(item: &Item, name: &str) -> Vec<String> {
     out
 }
 
-/// A string attribute value.
-pub fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-/// A number attribute value.
-pub fn n(v: impl std::fmt::Display) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 /// The `(pk, sk)` key of an item.
 pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-/// Converts an attribute value to JSON (maps, lists, strings, numbers,
-/// booleans; binary as base64 text).
-pub fn to_json(v: &AttributeValue) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        AttributeValue::S(s) => Value::String(s.clone()),
-        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(n)
-            .map(Value::Number)
-            .unwrap_or_else(|_| Value::String(n.clone())),
-        AttributeValue::Bool(b) => Value::Bool(*b),
-        AttributeValue::Null(_) => Value::Null,
-        AttributeValue::M(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
-        AttributeValue::L(l) => Value::Array(l.iter().map(to_json).collect()),
-        AttributeValue::Ss(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
-        AttributeValue::Ns(l) => Value::Array(
-            l.iter()
-                .map(|n| serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.clone())))
-                .collect(),
-        ),
-        _ => Value::Null,
-    }
 }
 
 /// A DynamoDB failure as a route sees it: throttling is a 503 the client

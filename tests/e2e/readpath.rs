@@ -47,21 +47,40 @@ impl Seeded {
     }
 }
 
-const NAMES: [&str; 5] = ["DOE^JOHN", "DOE^JANE", "SMITH^ANNA", "Müller^Hans", "O'NEIL^KATE"];
+const NAMES: [&str; 5] = [
+    "DOE^JOHN",
+    "DOE^JANE",
+    "SMITH^ANNA",
+    "Müller^Hans",
+    "O'NEIL^KATE",
+];
 
 impl Env {
     pub async fn start() -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let stack = Stack::start(StackOptions::new(dir.path())).await.expect("stack starts");
+        let stack = Stack::start(StackOptions::new(dir.path()))
+            .await
+            .expect("stack starts");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
         let base = stack.api_url();
-        Env { stack, http, base, _dir: dir }
+        Env {
+            stack,
+            http,
+            base,
+            _dir: dir,
+        }
     }
 
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.parse().unwrap(), &url);
         if let Some(k) = key {
@@ -73,7 +92,10 @@ impl Env {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -86,19 +108,32 @@ impl Env {
             "name": name, "contactEmail": "it@example.org", "contactPhone": "+41 44 123 45 67",
             "address": "1 Main St", "plan": "enterprise"
         });
-        let (st, v) = self.call("POST", "/api/hospitals/register", Some(&admin), Some(body)).await;
+        let (st, v) = self
+            .call("POST", "/api/hospitals/register", Some(&admin), Some(body))
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
         let id = v["data"]["hospitalId"].as_str().unwrap().to_owned();
         let agent = v["data"]["apiKey"].as_str().unwrap().to_owned();
         let mut keys = HashMap::new();
         for role in ["admin", "reader"] {
             let path = format!("/api/hospitals/{id}/keys");
-            let (st, v) =
-                self.call("POST", &path, Some(&admin), Some(json!({"role": role, "label": role}))).await;
+            let (st, v) = self
+                .call(
+                    "POST",
+                    &path,
+                    Some(&admin),
+                    Some(json!({"role": role, "label": role})),
+                )
+                .await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
             keys.insert(role, v["data"]["apiKey"].as_str().unwrap().to_owned());
         }
-        Tenant { id, agent, admin: keys["admin"].clone(), reader: keys["reader"].clone() }
+        Tenant {
+            id,
+            agent,
+            admin: keys["admin"].clone(),
+            reader: keys["reader"].clone(),
+        }
     }
 
     async fn batch_put(&self, items: Vec<HashMap<String, AttributeValue>>) {
@@ -108,7 +143,12 @@ impl Env {
                 .iter()
                 .map(|i| {
                     WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(i.clone())).build().unwrap())
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(i.clone()))
+                                .build()
+                                .unwrap(),
+                        )
                         .build()
                 })
                 .collect();
@@ -137,11 +177,20 @@ impl Env {
         let mut seeded = Vec::new();
         let mut items = Vec::new();
         for i in first..first + count {
-            let day = time::macros::date!(2020 - 01 - 01) + time::Duration::days((i * 7 % 1500) as i64);
+            let day =
+                time::macros::date!(2020 - 01 - 01) + time::Duration::days((i * 7 % 1500) as i64);
             let s = Seeded {
                 hospital: hospital.to_owned(),
-                uid: format!("1.2.826.0.1.3680043.10.{}.{i}", u32::from_str_radix(tag, 16).unwrap()),
-                date: format!("{:04}{:02}{:02}", day.year(), u8::from(day.month()), day.day()),
+                uid: format!(
+                    "1.2.826.0.1.3680043.10.{}.{i}",
+                    u32::from_str_radix(tag, 16).unwrap()
+                ),
+                date: format!(
+                    "{:04}{:02}{:02}",
+                    day.year(),
+                    u8::from(day.month()),
+                    day.day()
+                ),
                 time: format!("{:02}{:02}00", (i / 3) % 24, i % 60),
                 patient_id: format!("P{:03}", i % 50),
                 patient_name: NAMES[i % NAMES.len()].to_owned(),
@@ -174,8 +223,14 @@ impl Env {
             ("modality".to_owned(), sv(&s.modalities[0])),
             ("seriesNumber".to_owned(), AttributeValue::N("1".into())),
             ("seriesDescription".to_owned(), sv("AXIAL")),
-            ("numberOfInstances".to_owned(), AttributeValue::N(n.to_string())),
-            ("sizeBytes".to_owned(), AttributeValue::N((n * 1000).to_string())),
+            (
+                "numberOfInstances".to_owned(),
+                AttributeValue::N(n.to_string()),
+            ),
+            (
+                "sizeBytes".to_owned(),
+                AttributeValue::N((n * 1000).to_string()),
+            ),
         ]);
         series_item.insert("createdAt".into(), sv("2024-01-01T00:00:00Z"));
         items.push(series_item);
@@ -198,11 +253,17 @@ impl Env {
                 ("seriesInstanceUid".to_owned(), sv(series)),
                 ("sopInstanceUid".to_owned(), sv(&sop)),
                 ("sopClassUid".to_owned(), sv("1.2.840.10008.5.1.4.1.1.2")),
-                ("instanceNumber".to_owned(), AttributeValue::N(k.to_string())),
+                (
+                    "instanceNumber".to_owned(),
+                    AttributeValue::N(k.to_string()),
+                ),
                 ("transferSyntaxUid".to_owned(), sv("1.2.840.10008.1.2.1")),
                 ("rows".to_owned(), AttributeValue::N("2".into())),
                 ("columns".to_owned(), AttributeValue::N("2".into())),
-                ("s3Key".to_owned(), sv(&format!("dicom/{}/seed-{sop}.dcm", s.hospital))),
+                (
+                    "s3Key".to_owned(),
+                    sv(&format!("dicom/{}/seed-{sop}.dcm", s.hospital)),
+                ),
                 ("sizeBytes".to_owned(), AttributeValue::N("1000".into())),
                 ("metadata".to_owned(), sv(&metadata.to_string())),
             ]));
@@ -224,16 +285,25 @@ fn study_item(s: &Seeded) -> HashMap<String, AttributeValue> {
         ("studyInstanceUid".to_owned(), sv(&s.uid)),
         ("patientId".to_owned(), sv(&s.patient_id)),
         ("patientName".to_owned(), sv(&s.patient_name)),
-        ("patientNameLower".to_owned(), sv(&s.patient_name.to_lowercase())),
+        (
+            "patientNameLower".to_owned(),
+            sv(&s.patient_name.to_lowercase()),
+        ),
         ("patientBirthDate".to_owned(), sv("19700101")),
         ("patientSex".to_owned(), sv("F")),
         ("studyDate".to_owned(), sv(&s.date)),
         ("studyTime".to_owned(), sv(&s.time)),
         ("accessionNumber".to_owned(), sv(&s.accession)),
         ("studyDescription".to_owned(), sv("CHEST")),
-        ("modalities".to_owned(), AttributeValue::Ss(s.modalities.clone())),
+        (
+            "modalities".to_owned(),
+            AttributeValue::Ss(s.modalities.clone()),
+        ),
         ("numberOfSeries".to_owned(), AttributeValue::N("1".into())),
-        ("numberOfInstances".to_owned(), AttributeValue::N("3".into())),
+        (
+            "numberOfInstances".to_owned(),
+            AttributeValue::N("3".into()),
+        ),
         ("sizeBytes".to_owned(), AttributeValue::N("3000".into())),
         ("createdAt".to_owned(), sv("2024-01-01T00:00:00Z")),
         ("updatedAt".to_owned(), sv("2024-01-01T00:00:00Z")),
@@ -244,7 +314,9 @@ fn study_item(s: &Seeded) -> HashMap<String, AttributeValue> {
 fn expected(studies: &[Seeded], keep: impl Fn(&Seeded) -> bool) -> Vec<(String, String)> {
     let mut v: Vec<&Seeded> = studies.iter().filter(|s| keep(s)).collect();
     v.sort_by(|a, b| (b.sort_key(), &b.hospital).cmp(&(a.sort_key(), &a.hospital)));
-    v.into_iter().map(|s| (s.hospital.clone(), s.uid.clone())).collect()
+    v.into_iter()
+        .map(|s| (s.hospital.clone(), s.uid.clone()))
+        .collect()
 }
 
 fn ids(page: &Value) -> Vec<(String, String)> {
@@ -253,7 +325,10 @@ fn ids(page: &Value) -> Vec<(String, String)> {
         .expect("studies array")
         .iter()
         .map(|s| {
-            (s["hospitalId"].as_str().unwrap().to_owned(), s["studyInstanceUid"].as_str().unwrap().to_owned())
+            (
+                s["hospitalId"].as_str().unwrap().to_owned(),
+                s["studyInstanceUid"].as_str().unwrap().to_owned(),
+            )
         })
         .collect()
 }
@@ -295,12 +370,24 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
 
     // Beta grants Alpha; an Alpha user who may read Beta sees both.
     let (st, v) = env
-        .call("POST", &format!("/api/hospitals/{}/grants", b.id), Some(&b.admin), Some(json!({"hospitalId": a.id})))
+        .call(
+            "POST",
+            &format!("/api/hospitals/{}/grants", b.id),
+            Some(&b.admin),
+            Some(json!({"hospitalId": a.id})),
+        )
         .await;
     assert!(st.is_success(), "{v}");
     let body = json!({"username": "dr.grey", "email": "grey@example.org", "roles": ["reader"],
         "accessibleHospitals": [b.id]});
-    let (st, v) = env.call("POST", &format!("/api/hospitals/{}/users", a.id), Some(&a.admin), Some(body)).await;
+    let (st, v) = env
+        .call(
+            "POST",
+            &format!("/api/hospitals/{}/users", a.id),
+            Some(&a.admin),
+            Some(body),
+        )
+        .await;
     assert!(st.is_success(), "{v}");
     let user = v["data"]["apiKey"].as_str().unwrap().to_owned();
 
@@ -317,28 +404,72 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
     let (_, first) = env.get("/api/studies", &user).await;
     assert_eq!(ids(&first).len(), 100, "default limit");
     let s0 = &first["data"]["studies"][0];
-    assert!(s0["numberOfInstances"].as_u64() == Some(3) && s0["sizeBytes"].as_u64() == Some(3000), "{s0}");
-    for f in ["patientBirthDate", "studyDescription", "modalities", "sharedWith", "createdAt"] {
+    assert!(
+        s0["numberOfInstances"].as_u64() == Some(3) && s0["sizeBytes"].as_u64() == Some(3000),
+        "{s0}"
+    );
+    for f in [
+        "patientBirthDate",
+        "studyDescription",
+        "modalities",
+        "sharedWith",
+        "createdAt",
+    ] {
         assert!(s0.get(f).is_some(), "field {f} missing: {s0}");
     }
     // The user may restrict to one readable hospital; Gamma is not one.
     let only_b = all_pages(&env, &user, &format!("&hospitalId={}", b.id), 1000).await;
     assert_eq!(only_b, expected(&sb, |_| true));
-    assert!(all_pages(&env, &user, &format!("&hospitalId={}", c.id), 1000).await.is_empty());
+    assert!(
+        all_pages(&env, &user, &format!("&hospitalId={}", c.id), 1000)
+            .await
+            .is_empty()
+    );
     // Alpha's plain reader key has no grant.
-    assert!(all_pages(&env, &a.reader, &format!("&hospitalId={}", b.id), 1000).await.is_empty());
+    assert!(
+        all_pages(&env, &a.reader, &format!("&hospitalId={}", b.id), 1000)
+            .await
+            .is_empty()
+    );
 
     // Every filter, against the same computation on the seeded list.
     let cases: Vec<(&str, Box<dyn Fn(&Seeded) -> bool>)> = vec![
-        ("&patientId=P007", Box::new(|s: &Seeded| s.patient_id == "P007")),
-        ("&patientName=doe", Box::new(|s: &Seeded| s.patient_name.to_lowercase().starts_with("doe"))),
-        ("&patientName=DOE%5EJA", Box::new(|s: &Seeded| s.patient_name == "DOE^JANE")),
-        ("&patientName=m%C3%BCller", Box::new(|s: &Seeded| s.patient_name == "Müller^Hans")),
-        ("&modality=sr", Box::new(|s: &Seeded| s.modalities.contains(&"SR".to_string()))),
-        ("&from=20210301", Box::new(|s: &Seeded| s.date.as_str() >= "20210301")),
-        ("&to=20200615", Box::new(|s: &Seeded| s.date.as_str() <= "20200615")),
-        ("&from=20210101&to=20210131", Box::new(|s: &Seeded| ("20210101".."20210132").contains(&s.date.as_str()))),
-        ("&accessionNumber=ACC42", Box::new(|s: &Seeded| s.accession == "ACC42")),
+        (
+            "&patientId=P007",
+            Box::new(|s: &Seeded| s.patient_id == "P007"),
+        ),
+        (
+            "&patientName=doe",
+            Box::new(|s: &Seeded| s.patient_name.to_lowercase().starts_with("doe")),
+        ),
+        (
+            "&patientName=DOE%5EJA",
+            Box::new(|s: &Seeded| s.patient_name == "DOE^JANE"),
+        ),
+        (
+            "&patientName=m%C3%BCller",
+            Box::new(|s: &Seeded| s.patient_name == "Müller^Hans"),
+        ),
+        (
+            "&modality=sr",
+            Box::new(|s: &Seeded| s.modalities.contains(&"SR".to_string())),
+        ),
+        (
+            "&from=20210301",
+            Box::new(|s: &Seeded| s.date.as_str() >= "20210301"),
+        ),
+        (
+            "&to=20200615",
+            Box::new(|s: &Seeded| s.date.as_str() <= "20200615"),
+        ),
+        (
+            "&from=20210101&to=20210131",
+            Box::new(|s: &Seeded| ("20210101".."20210132").contains(&s.date.as_str())),
+        ),
+        (
+            "&accessionNumber=ACC42",
+            Box::new(|s: &Seeded| s.accession == "ACC42"),
+        ),
         (
             "&modality=MR&from=20200101&to=20211231&patientName=s",
             Box::new(|s: &Seeded| {
@@ -351,13 +482,19 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
     for (query, keep) in &cases {
         let got = all_pages(&env, &user, query, 250).await;
         assert_eq!(got, expected(&ab, keep), "filter {query}");
-        assert!(!got.is_empty() || *query == "&accessionNumber=ACC42", "filter {query} matched nothing");
+        assert!(
+            !got.is_empty() || *query == "&accessionNumber=ACC42",
+            "filter {query} matched nothing"
+        );
     }
 
     // A study added between pages shows up in a new listing, not as a
     // repeat: the cursor is a position, not a snapshot.
     sa.extend(env.seed_studies(&a.id, 5000, 1).await);
-    assert_eq!(all_pages(&env, &a.reader, "", 1000).await, expected(&sa, |_| true));
+    assert_eq!(
+        all_pages(&env, &a.reader, "", 1000).await,
+        expected(&sa, |_| true)
+    );
 
     // Bad input: 400 naming the parameter, never a 5xx.
     for (query, names) in [
@@ -373,17 +510,37 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
     ] {
         let (st, v) = env.get(&format!("/api/studies?{query}"), &a.reader).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{query}: {v}");
-        assert!(v["message"].as_str().unwrap().contains(names), "{query}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(names),
+            "{query}: {v}"
+        );
     }
 
     // Cursors cannot be forged, moved to another tenant or other filters.
-    let (_, p1) = env.get("/api/studies?limit=10&modality=CT", &a.reader).await;
+    let (_, p1) = env
+        .get("/api/studies?limit=10&modality=CT", &a.reader)
+        .await;
     let cursor = p1["data"]["nextCursor"].as_str().unwrap().to_owned();
-    let (st, _) = env.get(&format!("/api/studies?limit=10&modality=CT&cursor={cursor}"), &a.reader).await;
+    let (st, _) = env
+        .get(
+            &format!("/api/studies?limit=10&modality=CT&cursor={cursor}"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, v) = env.get(&format!("/api/studies?limit=10&modality=CT&cursor={cursor}"), &b.reader).await;
+    let (st, v) = env
+        .get(
+            &format!("/api/studies?limit=10&modality=CT&cursor={cursor}"),
+            &b.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "foreign cursor: {v}");
-    let (st, _) = env.get(&format!("/api/studies?limit=10&modality=MR&cursor={cursor}"), &a.reader).await;
+    let (st, _) = env
+        .get(
+            &format!("/api/studies?limit=10&modality=MR&cursor={cursor}"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "cursor of other filters");
     let (body, tag) = cursor.split_once('.').unwrap();
     let forged_body = {
@@ -393,7 +550,12 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
         state["h"] = json!(b.id);
         engine.encode(serde_json::to_vec(&state).unwrap())
     };
-    let (st, v) = env.get(&format!("/api/studies?limit=10&modality=CT&cursor={forged_body}.{tag}"), &a.reader).await;
+    let (st, v) = env
+        .get(
+            &format!("/api/studies?limit=10&modality=CT&cursor={forged_body}.{tag}"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "forged cursor: {v}");
     assert!(v["message"].as_str().unwrap().contains("cursor"));
     let _ = sc;
@@ -417,10 +579,15 @@ async fn other_tenants_roles_and_the_platform_admin_read_nothing() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["series"][0]["numberOfInstances"], 2);
     assert_eq!(v["data"]["access"], "own");
-    let (st, v) = env.get(&format!("/api/studies/{uid}/download"), &a.admin).await;
+    let (st, v) = env
+        .get(&format!("/api/studies/{uid}/download"), &a.admin)
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let inst = &v["data"]["instances"][0];
-    assert!(inst["url"].as_str().unwrap().contains("X-Amz-Signature"), "{inst}");
+    assert!(
+        inst["url"].as_str().unwrap().contains("X-Amz-Signature"),
+        "{inst}"
+    );
     assert!(inst["url"].as_str().unwrap().contains(&a.id));
     assert_eq!(v["data"]["instances"].as_array().unwrap().len(), 2);
 
@@ -446,12 +613,21 @@ async fn other_tenants_roles_and_the_platform_admin_read_nothing() {
     assert_eq!(listed, expected(&sb, |_| true));
     let listed = all_pages(&env, &b.reader, &format!("&hospitalId={}", a.id), 1000).await;
     assert!(listed.is_empty());
-    let (st, v) = env.get(&format!("/dicomweb/studies?StudyInstanceUID={uid}"), &b.reader).await;
+    let (st, v) = env
+        .get(
+            &format!("/dicomweb/studies?StudyInstanceUID={uid}"),
+            &b.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v, json!([]));
 
     // Agents and the platform admin read no patient data; no key is 401.
-    for path in paths.iter().take(3).chain([&"/api/studies".to_owned(), &"/dicomweb/studies".to_owned()]) {
+    for path in paths
+        .iter()
+        .take(3)
+        .chain([&"/api/studies".to_owned(), &"/dicomweb/studies".to_owned()])
+    {
         let (st, _) = env.get(path, &a.agent).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "agent on {path}");
         let (st, _) = env.get(path, &admin).await;
@@ -464,16 +640,38 @@ async fn other_tenants_roles_and_the_platform_admin_read_nothing() {
     let share = json!({"hospitalId": b.id, "accessLevel": "read"});
     let shares = format!("/api/studies/{uid}/shares");
     for key in [&a.reader, &a.agent, &admin] {
-        let (st, _) = env.call("POST", &shares, Some(key), Some(share.clone())).await;
+        let (st, _) = env
+            .call("POST", &shares, Some(key), Some(share.clone()))
+            .await;
         assert_eq!(st, StatusCode::FORBIDDEN);
     }
     let foreign = format!("/api/studies/{}/shares", sb[0].uid);
-    let (st, _) = env.call("POST", &foreign, Some(&a.admin), Some(json!({"hospitalId": b.id}))).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "sharing another hospital's study");
     let (st, _) = env
-        .call("DELETE", &format!("/api/studies/{}/shares/{}", sb[0].uid, a.id), Some(&a.admin), None)
+        .call(
+            "POST",
+            &foreign,
+            Some(&a.admin),
+            Some(json!({"hospitalId": b.id})),
+        )
         .await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "revoking another hospital's share");
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "sharing another hospital's study"
+    );
+    let (st, _) = env
+        .call(
+            "DELETE",
+            &format!("/api/studies/{}/shares/{}", sb[0].uid, a.id),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "revoking another hospital's share"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,40 +688,85 @@ async fn shares_appear_at_once_and_stop_at_once() {
 
     // Input checks.
     for (body, code) in [
-        (json!({"hospitalId": c.id, "accessLevel": "write"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"hospitalId": c.id, "accessLevel": "write"}),
+            StatusCode::BAD_REQUEST,
+        ),
         (json!({"hospitalId": a.id}), StatusCode::BAD_REQUEST),
-        (json!({"hospitalId": "hosp_00000000000000ff"}), StatusCode::NOT_FOUND),
-        (json!({"hospitalId": c.id, "expiresAt": "tomorrow"}), StatusCode::BAD_REQUEST),
-        (json!({"hospitalId": c.id, "expiresAt": "2000-01-01T00:00:00Z"}), StatusCode::BAD_REQUEST),
-        (json!({"hospitalId": c.id, "colour": "red"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"hospitalId": "hosp_00000000000000ff"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"hospitalId": c.id, "expiresAt": "tomorrow"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"hospitalId": c.id, "expiresAt": "2000-01-01T00:00:00Z"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"hospitalId": c.id, "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
-        let (st, v) = env.call("POST", &shares, Some(&a.admin), Some(body.clone())).await;
+        let (st, v) = env
+            .call("POST", &shares, Some(&a.admin), Some(body.clone()))
+            .await;
         assert_eq!(st, code, "{body}: {v}");
     }
-    let (_, v) = env.call("POST", &shares, Some(&a.admin), Some(json!({"hospitalId": c.id, "accessLevel": "write"}))).await;
-    assert!(v["message"].as_str().unwrap().contains("only read is implemented"));
+    let (_, v) = env
+        .call(
+            "POST",
+            &shares,
+            Some(&a.admin),
+            Some(json!({"hospitalId": c.id, "accessLevel": "write"})),
+        )
+        .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("only read is implemented")
+    );
 
     // Share: Gamma sees it in its list, detail, download and DICOMweb.
-    let (st, v) = env.call("POST", &shares, Some(&a.admin), Some(json!({"hospitalId": c.id, "accessLevel": "read"}))).await;
+    let (st, v) = env
+        .call(
+            "POST",
+            &shares,
+            Some(&a.admin),
+            Some(json!({"hospitalId": c.id, "accessLevel": "read"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let mut visible = sc.clone();
     visible.push(target.clone());
-    assert_eq!(all_pages(&env, &c.reader, "", 1000).await, expected(&visible, |_| true));
+    assert_eq!(
+        all_pages(&env, &c.reader, "", 1000).await,
+        expected(&visible, |_| true)
+    );
     let (st, v) = env.get(&format!("/api/studies/{uid}"), &c.reader).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["access"], "shared");
     assert_eq!(v["data"]["hospitalId"], a.id);
-    let (st, _) = env.get(&format!("/api/studies/{uid}/download"), &c.reader).await;
+    let (st, _) = env
+        .get(&format!("/api/studies/{uid}/download"), &c.reader)
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = env.get("/dicomweb/studies", &c.reader).await;
     assert_eq!(st, StatusCode::OK);
     assert!(v.to_string().contains(uid.as_str()));
-    let (st, _) = env.get(&format!("/dicomweb/studies/{uid}/series"), &c.reader).await;
+    let (st, _) = env
+        .get(&format!("/dicomweb/studies/{uid}/series"), &c.reader)
+        .await;
     assert_eq!(st, StatusCode::OK);
     // The owner's study lists the grantee; other studies stay hidden.
     let (_, v) = env.get(&format!("/api/studies/{uid}"), &a.reader).await;
     assert_eq!(v["data"]["sharedWith"], json!([c.id]));
-    let (st, _) = env.get(&format!("/api/studies/{}", sa[8].uid), &c.reader).await;
+    let (st, _) = env
+        .get(&format!("/api/studies/{}", sa[8].uid), &c.reader)
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Filters apply to shared studies too.
     let only_a = all_pages(&env, &c.reader, &format!("&hospitalId={}", a.id), 1000).await;
@@ -535,10 +778,15 @@ async fn shares_appear_at_once_and_stop_at_once() {
     let revoke = format!("/api/studies/{uid}/shares/{}", c.id);
     let (st, v) = env.call("DELETE", &revoke, Some(&a.admin), None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(all_pages(&env, &c.reader, "", 1000).await, expected(&sc, |_| true));
+    assert_eq!(
+        all_pages(&env, &c.reader, "", 1000).await,
+        expected(&sc, |_| true)
+    );
     let (st, _) = env.get(&format!("/api/studies/{uid}"), &c.reader).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = env.get(&format!("/dicomweb/studies/{uid}/metadata"), &c.reader).await;
+    let (st, _) = env
+        .get(&format!("/dicomweb/studies/{uid}/metadata"), &c.reader)
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = env.call("DELETE", &revoke, Some(&a.admin), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -548,27 +796,49 @@ async fn shares_appear_at_once_and_stop_at_once() {
     // Expiry: a share that ends stops counting the moment it ends, before
     // the table's TTL removes it.
     let ends = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let ends = ends.format(&time::format_description::well_known::Rfc3339).unwrap();
-    let (st, v) =
-        env.call("POST", &shares, Some(&a.admin), Some(json!({"hospitalId": c.id, "expiresAt": ends}))).await;
+    let ends = ends
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (st, v) = env
+        .call(
+            "POST",
+            &shares,
+            Some(&a.admin),
+            Some(json!({"hospitalId": c.id, "expiresAt": ends})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (st, _) = env.get(&format!("/api/studies/{uid}"), &c.reader).await;
     assert_eq!(st, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let (st, _) = env.get(&format!("/api/studies/{uid}"), &c.reader).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "expired share still reads");
-    assert_eq!(all_pages(&env, &c.reader, "", 1000).await, expected(&sc, |_| true));
+    assert_eq!(
+        all_pages(&env, &c.reader, "", 1000).await,
+        expected(&sc, |_| true)
+    );
 
     // The same UID in two readable hospitals: 409 until one is named.
     let mut twin = target.clone();
     twin.hospital = c.id.clone();
     env.batch_put(vec![study_item(&twin)]).await;
-    let (st, _) =
-        env.call("POST", &shares, Some(&a.admin), Some(json!({"hospitalId": c.id}))).await;
+    let (st, _) = env
+        .call(
+            "POST",
+            &shares,
+            Some(&a.admin),
+            Some(json!({"hospitalId": c.id})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let (_, v) = env.get(&format!("/api/studies/{uid}"), &c.reader).await;
     assert_eq!(v["data"]["hospitalId"], c.id, "own study comes first");
-    let (_, v) = env.get(&format!("/api/studies/{uid}?hospitalId={}", a.id), &c.reader).await;
+    let (_, v) = env
+        .get(
+            &format!("/api/studies/{uid}?hospitalId={}", a.id),
+            &c.reader,
+        )
+        .await;
     assert_eq!(v["data"]["hospitalId"], a.id);
 }
 
@@ -584,15 +854,29 @@ async fn dicomweb_search_metadata_retrieve_and_cors() {
 
     // QIDO studies: matching keys by keyword and by tag.
     let q = |query: &str| format!("/dicomweb/studies?{query}");
-    let (st, v) = env.get(&q(&format!("0020000D={uid}&includefield=all&fuzzymatching=false")), &a.reader).await;
+    let (st, v) = env
+        .get(
+            &q(&format!(
+                "0020000D={uid}&includefield=all&fuzzymatching=false"
+            )),
+            &a.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let study = &v[0];
     assert_eq!(study["0020000D"]["Value"][0], json!(uid));
     assert_eq!(study["00100010"]["vr"], "PN");
-    assert_eq!(study["00100010"]["Value"][0]["Alphabetic"], json!(target.patient_name));
+    assert_eq!(
+        study["00100010"]["Value"][0]["Alphabetic"],
+        json!(target.patient_name)
+    );
     assert_eq!(study["00201208"]["Value"][0], 3);
     let uids = |v: &Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|s| s["0020000D"]["Value"][0].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["0020000D"]["Value"][0].as_str().unwrap().to_owned())
+            .collect()
     };
     let order = |keep: &dyn Fn(&Seeded) -> bool| -> Vec<String> {
         expected(&sa, keep).into_iter().map(|(_, u)| u).collect()
@@ -604,12 +888,27 @@ async fn dicomweb_search_metadata_retrieve_and_cors() {
     let (_, v) = env.get(&q("00100010=smith%5Eanna"), &a.reader).await;
     assert_eq!(uids(&v), order(&|s| s.patient_name == "SMITH^ANNA"));
     let (_, v) = env.get(&q("StudyDate=20200101-20200301"), &a.reader).await;
-    assert_eq!(uids(&v), order(&|s| ("20200101".."20200302").contains(&s.date.as_str())));
-    let (_, v) = env.get(&q(&format!("StudyDate={}", target.date)), &a.reader).await;
+    assert_eq!(
+        uids(&v),
+        order(&|s| ("20200101".."20200302").contains(&s.date.as_str()))
+    );
+    let (_, v) = env
+        .get(&q(&format!("StudyDate={}", target.date)), &a.reader)
+        .await;
     assert_eq!(uids(&v), order(&|s| s.date == target.date));
-    let (_, v) = env.get(&q("ModalitiesInStudy=SR&PatientID=P002"), &a.reader).await;
-    assert_eq!(uids(&v), order(&|s| s.patient_id == "P002" && s.modalities.len() == 2));
-    let (_, v) = env.get(&q(&format!("AccessionNumber={}", target.accession)), &a.reader).await;
+    let (_, v) = env
+        .get(&q("ModalitiesInStudy=SR&PatientID=P002"), &a.reader)
+        .await;
+    assert_eq!(
+        uids(&v),
+        order(&|s| s.patient_id == "P002" && s.modalities.len() == 2)
+    );
+    let (_, v) = env
+        .get(
+            &q(&format!("AccessionNumber={}", target.accession)),
+            &a.reader,
+        )
+        .await;
     assert_eq!(uids(&v), vec![uid.clone()]);
     let (_, v) = env.get(&q("limit=5&offset=10"), &a.reader).await;
     assert_eq!(uids(&v), order(&|_| true)[10..15].to_vec());
@@ -620,38 +919,85 @@ async fn dicomweb_search_metadata_retrieve_and_cors() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
     // QIDO series and instances.
-    let (st, v) = env.get(&format!("/dicomweb/studies/{uid}/series"), &a.reader).await;
+    let (st, v) = env
+        .get(&format!("/dicomweb/studies/{uid}/series"), &a.reader)
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v[0]["0020000E"]["Value"][0], json!(series));
     assert_eq!(v[0]["00201209"]["Value"][0], 3);
-    let (_, v) = env.get(&format!("/dicomweb/studies/{uid}/series?Modality=XA"), &a.reader).await;
+    let (_, v) = env
+        .get(
+            &format!("/dicomweb/studies/{uid}/series?Modality=XA"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(v, json!([]));
-    for path in [format!("/dicomweb/studies/{uid}/series/{series}/instances"), format!("/dicomweb/studies/{uid}/instances")] {
+    for path in [
+        format!("/dicomweb/studies/{uid}/series/{series}/instances"),
+        format!("/dicomweb/studies/{uid}/instances"),
+    ] {
         let (st, v) = env.get(&path, &a.reader).await;
         assert_eq!(st, StatusCode::OK);
-        let got: Vec<&str> = v.as_array().unwrap().iter().map(|i| i["00080018"]["Value"][0].as_str().unwrap()).collect();
+        let got: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["00080018"]["Value"][0].as_str().unwrap())
+            .collect();
         assert_eq!(got, sops.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     // WADO-RS metadata: what the indexer stored.
-    let (st, v) = env.get(&format!("/dicomweb/studies/{uid}/metadata"), &a.reader).await;
+    let (st, v) = env
+        .get(&format!("/dicomweb/studies/{uid}/metadata"), &a.reader)
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v.as_array().unwrap().len(), 3);
-    assert_eq!(v[0]["00100010"]["Value"][0]["Alphabetic"], json!(target.patient_name));
-    let (_, v) = env.get(&format!("/dicomweb/studies/{uid}/series/{series}/metadata"), &a.reader).await;
+    assert_eq!(
+        v[0]["00100010"]["Value"][0]["Alphabetic"],
+        json!(target.patient_name)
+    );
+    let (_, v) = env
+        .get(
+            &format!("/dicomweb/studies/{uid}/series/{series}/metadata"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(v.as_array().unwrap().len(), 3);
-    let (_, v) = env.get(&format!("/dicomweb/studies/{uid}/series/{series}/instances/{}/metadata", sops[1]), &a.reader).await;
+    let (_, v) = env
+        .get(
+            &format!(
+                "/dicomweb/studies/{uid}/series/{series}/instances/{}/metadata",
+                sops[1]
+            ),
+            &a.reader,
+        )
+        .await;
     assert_eq!(v[0]["00080018"]["Value"][0], json!(sops[1]));
-    let (st, _) = env.get(&format!("/dicomweb/studies/{uid}/series/{series}/instances/1.2.3/metadata"), &a.reader).await;
+    let (st, _) = env
+        .get(
+            &format!("/dicomweb/studies/{uid}/series/{series}/instances/1.2.3/metadata"),
+            &a.reader,
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
     // Content type and CORS on answers and on a keyless preflight.
-    let resp = env.http.get(format!("{}/dicomweb/studies", env.base)).header("x-api-key", &a.reader).send().await.unwrap();
+    let resp = env
+        .http
+        .get(format!("{}/dicomweb/studies", env.base))
+        .header("x-api-key", &a.reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/dicom+json");
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let resp = env
         .http
-        .request(reqwest::Method::OPTIONS, format!("{}/dicomweb/studies", env.base))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/dicomweb/studies", env.base),
+        )
         .header("origin", "http://viewer.example")
         .header("access-control-request-method", "GET")
         .header("access-control-request-headers", "x-api-key")
@@ -660,17 +1006,44 @@ async fn dicomweb_search_metadata_retrieve_and_cors() {
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
-    assert!(resp.headers()["access-control-allow-headers"].to_str().unwrap().contains("x-api-key"));
-    let resp = env.http.get(format!("{}/dicomweb/studies", env.base)).send().await.unwrap();
+    assert!(
+        resp.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-api-key")
+    );
+    let resp = env
+        .http
+        .get(format!("{}/dicomweb/studies", env.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // Retrieve: a bare application/dicom is redirected to a presigned URL.
-    let path = format!("{}/dicomweb/studies/{uid}/series/{series}/instances/{}", env.base, sops[0]);
-    let resp = env.http.get(&path).header("x-api-key", &a.reader).header("accept", "application/dicom").send().await.unwrap();
+    let path = format!(
+        "{}/dicomweb/studies/{uid}/series/{series}/instances/{}",
+        env.base, sops[0]
+    );
+    let resp = env
+        .http
+        .get(&path)
+        .header("x-api-key", &a.reader)
+        .header("accept", "application/dicom")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let location = resp.headers()["location"].to_str().unwrap();
     assert!(location.contains("X-Amz-Signature") && location.contains(&a.id));
-    let resp = env.http.get(&path).header("x-api-key", &a.reader).header("accept", "application/dicom+xml").send().await.unwrap();
+    let resp = env
+        .http
+        .get(&path)
+        .header("x-api-key", &a.reader)
+        .header("accept", "application/dicom+xml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
@@ -683,22 +1056,41 @@ async fn reads_and_share_changes_are_audited_without_patient_data() {
     let uid = &sa[0].uid;
     env.seed_series(&sa[0], &format!("{uid}.1"), 1).await;
 
-    env.get("/api/studies?patientName=doe&patientId=P001", &a.reader).await;
+    env.get("/api/studies?patientName=doe&patientId=P001", &a.reader)
+        .await;
     env.get(&format!("/api/studies/{uid}"), &a.reader).await;
-    env.get(&format!("/api/studies/{uid}/download"), &a.reader).await;
-    env.get(&format!("/dicomweb/studies/{uid}/metadata"), &a.reader).await;
-    env.call("POST", &format!("/api/studies/{uid}/shares"), Some(&a.admin), Some(json!({"hospitalId": b.id}))).await;
+    env.get(&format!("/api/studies/{uid}/download"), &a.reader)
+        .await;
+    env.get(&format!("/dicomweb/studies/{uid}/metadata"), &a.reader)
+        .await;
+    env.call(
+        "POST",
+        &format!("/api/studies/{uid}/shares"),
+        Some(&a.admin),
+        Some(json!({"hospitalId": b.id})),
+    )
+    .await;
     env.get(&format!("/api/studies/{uid}"), &b.reader).await;
-    env.call("DELETE", &format!("/api/studies/{uid}/shares/{}", b.id), Some(&a.admin), None).await;
+    env.call(
+        "DELETE",
+        &format!("/api/studies/{uid}/shares/{}", b.id),
+        Some(&a.admin),
+        None,
+    )
+    .await;
     env.get(&format!("/api/studies/{uid}"), &b.reader).await;
 
     let ctx = env.stack.context();
     let today = time::OffsetDateTime::now_utc().date();
-    let page = pacs_shared::audit::list_audit(&ctx, &a.id.parse().unwrap(), today, today, 1000, None)
-        .await
-        .expect("audit lists");
-    let actions: Vec<(&str, &str)> =
-        page.records.iter().map(|r| (r.action.as_str(), r.outcome.as_str())).collect();
+    let page =
+        pacs_shared::audit::list_audit(&ctx, &a.id.parse().unwrap(), today, today, 1000, None)
+            .await
+            .expect("audit lists");
+    let actions: Vec<(&str, &str)> = page
+        .records
+        .iter()
+        .map(|r| (r.action.as_str(), r.outcome.as_str()))
+        .collect();
     for want in [
         ("studies.query", "success"),
         ("study.read", "success"),
@@ -710,27 +1102,63 @@ async fn reads_and_share_changes_are_audited_without_patient_data() {
         assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
     }
     // Beta's read through the share is recorded for Alpha, the owner.
-    assert!(page.records.iter().any(|r| r.action == "study.read" && r.actor_hospital_id == b.id));
-    let query = page.records.iter().find(|r| r.action == "studies.query").unwrap();
-    assert_eq!(query.filters, vec!["patientId".to_string(), "patientName".to_string()]);
+    assert!(
+        page.records
+            .iter()
+            .any(|r| r.action == "study.read" && r.actor_hospital_id == b.id)
+    );
+    let query = page
+        .records
+        .iter()
+        .find(|r| r.action == "studies.query")
+        .unwrap();
+    assert_eq!(
+        query.filters,
+        vec!["patientId".to_string(), "patientName".to_string()]
+    );
     // Newest first.
     assert!(page.records.windows(2).all(|w| w[0].at >= w[1].at));
 
     // Nothing in the trail names a patient.
     let text = serde_json::to_string(&page.records).unwrap().to_lowercase();
     for s in &sa {
-        assert!(!text.contains(&s.patient_name.to_lowercase()), "patient name in audit");
-        assert!(!text.contains(&format!("\"{}\"", s.patient_id.to_lowercase())), "patient id in audit");
+        assert!(
+            !text.contains(&s.patient_name.to_lowercase()),
+            "patient name in audit"
+        );
+        assert!(
+            !text.contains(&format!("\"{}\"", s.patient_id.to_lowercase())),
+            "patient id in audit"
+        );
     }
     assert!(!text.contains("doe"));
 
     // Paged with a cursor bound to the hospital and range.
-    let p1 = pacs_shared::audit::list_audit(&ctx, &a.id.parse().unwrap(), today, today, 2, None).await.unwrap();
+    let p1 = pacs_shared::audit::list_audit(&ctx, &a.id.parse().unwrap(), today, today, 2, None)
+        .await
+        .unwrap();
     assert_eq!(p1.records.len(), 2);
     let cursor = p1.next_cursor.clone().expect("more records");
-    let p2 = pacs_shared::audit::list_audit(&ctx, &a.id.parse().unwrap(), today, today, 1000, Some(&cursor)).await.unwrap();
+    let p2 = pacs_shared::audit::list_audit(
+        &ctx,
+        &a.id.parse().unwrap(),
+        today,
+        today,
+        1000,
+        Some(&cursor),
+    )
+    .await
+    .unwrap();
     assert_eq!(p1.records.len() + p2.records.len(), page.records.len());
     assert_eq!(p2.records[0], page.records[2]);
-    let foreign = pacs_shared::audit::list_audit(&ctx, &b.id.parse().unwrap(), today, today, 10, Some(&cursor)).await;
+    let foreign = pacs_shared::audit::list_audit(
+        &ctx,
+        &b.id.parse().unwrap(),
+        today,
+        today,
+        10,
+        Some(&cursor),
+    )
+    .await;
     assert_eq!(foreign.unwrap_err().status, StatusCode::BAD_REQUEST);
 }
