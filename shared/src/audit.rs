@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 use crate::attrs::{self, Item, get_s, get_u64, key, n, s, store_error};
-use crate::auth::HospitalPrincipal;
+use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::CursorSigner;
 use crate::domain::HospitalId;
@@ -204,6 +204,22 @@ impl AuditTrail {
                 "audit records not written"
             );
         }
+    }
+}
+
+/// Records a request refused before it reached any data (e.g. an agent
+/// key asking for studies) in the caller's own trail; the platform admin
+/// has no hospital and is not recorded here.
+pub async fn record_refused(ctx: &Context, principal: &Principal, action: &str, err: &ApiError) {
+    if let Some(p) = principal.hospital() {
+        let mut trail = AuditTrail::new(p);
+        trail.record(
+            &p.hospital_id,
+            action,
+            "request",
+            AuditOutcome::from_status(err.status),
+        );
+        trail.flush(ctx).await;
     }
 }
 

@@ -1079,6 +1079,14 @@ async fn reads_and_share_changes_are_audited_without_patient_data() {
     )
     .await;
     env.get(&format!("/api/studies/{uid}"), &b.reader).await;
+    env.get("/api/studies", &a.agent).await;
+    env.call(
+        "POST",
+        &format!("/api/studies/{uid}/shares"),
+        Some(&a.reader),
+        Some(json!({"hospitalId": b.id})),
+    )
+    .await;
 
     let ctx = env.stack.context();
     let today = time::OffsetDateTime::now_utc().date();
@@ -1098,6 +1106,8 @@ async fn reads_and_share_changes_are_audited_without_patient_data() {
         ("dicomweb.metadata", "success"),
         ("share.create", "success"),
         ("share.revoke", "success"),
+        ("studies.request", "denied"),
+        ("share.create", "denied"),
     ] {
         assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
     }

@@ -69,9 +69,16 @@ fn add_cors(headers: &mut http::HeaderMap) {
 }
 
 async fn serve(ctx: &Context, req: &Request) -> Response<Body> {
-    let caller = match principal(req).and_then(|p| studies::reader(&p).cloned()) {
-        Ok(c) => c,
+    let principal = match principal(req) {
+        Ok(p) => p,
         Err(err) => return error_response(&err),
+    };
+    let caller = match studies::reader(&principal) {
+        Ok(c) => c.clone(),
+        Err(err) => {
+            pacs_shared::audit::record_refused(ctx, &principal, "dicomweb.request", &err).await;
+            return error_response(&err);
+        }
     };
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return error_response(&ApiError::method_not_allowed(

@@ -35,9 +35,16 @@ const DOWNLOAD_PAGE: usize = 1000;
 
 /// Handles one request that the authorizer already let through.
 pub async fn handle(ctx: &Context, req: Request) -> Response<Body> {
-    let caller = match principal(&req).and_then(|p| studies::reader(&p).cloned()) {
-        Ok(c) => c,
+    let principal = match principal(&req) {
+        Ok(p) => p,
         Err(err) => return error_response(&err),
+    };
+    let caller = match studies::reader(&principal) {
+        Ok(c) => c.clone(),
+        Err(err) => {
+            pacs_shared::audit::record_refused(ctx, &principal, "studies.request", &err).await;
+            return error_response(&err);
+        }
     };
     let mut trail = AuditTrail::new(&caller);
     let outcome = route(ctx, &req, &caller, &mut trail).await;

@@ -14,9 +14,21 @@ use serde::Deserialize;
 
 /// Handles one request that the authorizer already let through.
 pub async fn handle(ctx: &Context, req: Request) -> Response<Body> {
-    let caller = match principal(&req).and_then(|p| owner_admin(&p).cloned()) {
-        Ok(c) => c,
+    let principal = match principal(&req) {
+        Ok(p) => p,
         Err(err) => return error_response(&err),
+    };
+    let caller = match owner_admin(&principal) {
+        Ok(c) => c.clone(),
+        Err(err) => {
+            let action = if req.method() == http::Method::DELETE {
+                "share.revoke"
+            } else {
+                "share.create"
+            };
+            pacs_shared::audit::record_refused(ctx, &principal, action, &err).await;
+            return error_response(&err);
+        }
     };
     let uid = path_param(&req, "studyUid").unwrap_or_default();
     let mut trail = AuditTrail::new(&caller);
