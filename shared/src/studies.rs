@@ -129,6 +129,16 @@ impl Study {
     }
 }
 
+impl Study {
+    /// Hides from a reader of another hospital's study which other
+    /// hospitals it is shared with: only the owner sees the whole list.
+    pub fn redact_for(&mut self, caller: &HospitalId) {
+        if self.hospital_id != caller.as_str() {
+            self.shared_with.retain(|h| h == caller.as_str());
+        }
+    }
+}
+
 /// A series as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -507,7 +517,8 @@ async fn collect(
             // to what the index held.
             full.remove(&pk).unwrap_or(c.item)
         };
-        if let Some(study) = Study::from_item(&item) {
+        if let Some(mut study) = Study::from_item(&item) {
+            study.redact_for(&caller.hospital_id);
             out.push((Some(pos), study));
         }
     }
@@ -696,9 +707,11 @@ pub struct ReadableStudy {
 }
 
 impl ReadableStudy {
-    /// The study as the API shows it.
-    pub fn study(&self) -> Option<Study> {
-        Study::from_item(&self.item)
+    /// The study as `caller` may see it.
+    pub fn study(&self, caller: &HospitalId) -> Option<Study> {
+        let mut study = Study::from_item(&self.item)?;
+        study.redact_for(caller);
+        Some(study)
     }
 }
 

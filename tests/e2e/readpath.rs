@@ -750,6 +750,11 @@ async fn shares_appear_at_once_and_stop_at_once() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["access"], "shared");
     assert_eq!(v["data"]["hospitalId"], a.id);
+    assert_eq!(
+        v["data"]["sharedWith"],
+        json!([c.id]),
+        "a grantee sees only itself"
+    );
     let (st, _) = env
         .get(&format!("/api/studies/{uid}/download"), &c.reader)
         .await;

@@ -231,7 +231,7 @@ async fn detail(
 
     let found = studies::resolve_study(ctx, caller, uid, hospital.as_ref()).await?;
     let study = found
-        .study()
+        .study(&caller.hospital_id)
         .ok_or_else(|| ApiError::internal("study item without identity"))?;
     let series = studies::list_series(ctx, &found.hospital, uid).await?;
 
