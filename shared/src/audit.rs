@@ -10,11 +10,11 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
-use crate::attrs::{self, Item, get_s, get_u64, key, n, s, store_error};
 use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::CursorSigner;
 use crate::domain::HospitalId;
+use crate::dynamo::{self, Item, get_s, get_u64, key, n, s, store_error};
 use crate::error::{ApiError, ApiResult};
 
 /// Longest span one `list_audit` call may cover.
@@ -197,7 +197,7 @@ impl AuditTrail {
                 item
             })
             .collect();
-        if let Err(err) = attrs::batch_put(ctx, &ctx.settings.tenants_table, items).await {
+        if let Err(err) = dynamo::batch_put(ctx, &ctx.settings.tenants_table, items).await {
             tracing::error!(
                 code = err.code,
                 records = count,
@@ -268,7 +268,7 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     fn from_item(item: &Item) -> Option<Self> {
-        let list = |name: &str| attrs::get_ss(item, name);
+        let list = |name: &str| dynamo::get_ss(item, name);
         Some(AuditEntry {
             at: get_s(item, "at")?,
             hospital_id: get_s(item, "hospitalId")?,

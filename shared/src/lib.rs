@@ -4,15 +4,19 @@
 //!
 //! Functions never import each other; whatever two of them need lives here.
 
-pub mod attrs;
+pub mod archive;
+mod attrs;
 pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod context;
 pub mod cursor;
+pub mod dicom;
 pub mod domain;
+pub mod dynamo;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod item;
 pub mod logging;
@@ -21,6 +25,7 @@ pub mod shares;
 pub mod studies;
 pub mod tenants;
 pub mod time;
+pub mod uploads;
 pub mod usage;
 pub mod validate;
 

@@ -13,10 +13,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::attrs::{Item, get_i64, get_s, key, n, s, store_error};
 use crate::auth::KeyId;
 use crate::context::Context;
 use crate::domain::HospitalId;
+use crate::dynamo::{Item, get_i64, get_s, key, n, s, store_error};
 use crate::error::{ApiError, ApiResult};
 use crate::studies::{STUDY_SK, study_pk};
 

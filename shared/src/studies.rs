@@ -19,11 +19,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::attrs::{self, Item, get_i64, get_s, get_ss, get_u64, key, s, store_error};
 use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::{CursorSigner, binding_hash};
 use crate::domain::HospitalId;
+use crate::dynamo::{self, Item, get_i64, get_s, get_ss, get_u64, key, s, store_error};
 use crate::error::{ApiError, ApiResult};
 use crate::shares;
 
@@ -218,9 +218,67 @@ pub fn instance_metadata(item: &Item) -> Option<serde_json::Value> {
     match item.get("metadata")? {
         AttributeValue::S(text) => serde_json::from_str(text).ok(),
         AttributeValue::B(bytes) => serde_json::from_slice(bytes.as_ref()).ok(),
-        other @ AttributeValue::M(_) => Some(attrs::to_json(other)),
+        other @ AttributeValue::M(_) => Some(dynamo::to_json(other)),
         _ => None,
     }
+}
+
+/// The DICOM JSON header of an instance: the stored `metadata`, or, for a
+/// header too large to store (`metadataOmitted`), read again from the
+/// object with ranged GETs that stop before Pixel Data.
+pub async fn load_instance_metadata(
+    ctx: &Context,
+    hospital: &HospitalId,
+    item: &Item,
+) -> ApiResult<Option<serde_json::Value>> {
+    if let Some(json) = instance_metadata(item) {
+        return Ok(Some(json));
+    }
+    let Some(inst) = Instance::from_item(item) else {
+        return Ok(None);
+    };
+    own_object(hospital, &inst.s3_key)?;
+
+    let limits = crate::dicom::HeaderLimits::default();
+    let size = inst.size_bytes;
+    let mut until = get_u64(item, "headerBytes").max(64 * 1024).min(size.max(1));
+    // A header is bounded by the limits; each pass fetches at least what
+    // the reader asked for, so this ends after a few GETs.
+    for _ in 0..8 {
+        let prefix = read_range(ctx, &inst.s3_key, until).await?;
+        match crate::dicom::read_header(&prefix, size, &limits) {
+            Ok(crate::dicom::HeaderRead::Complete(h)) => return Ok(Some(h.metadata)),
+            Ok(crate::dicom::HeaderRead::NeedMore { until: more }) if more > until => until = more,
+            Ok(crate::dicom::HeaderRead::NeedMore { .. }) => break,
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "re-reading a stored header: {e}"
+                )));
+            }
+        }
+    }
+    Err(ApiError::internal(
+        "re-reading a stored header did not finish",
+    ))
+}
+
+async fn read_range(ctx: &Context, s3_key: &str, until: u64) -> ApiResult<Vec<u8>> {
+    let out = ctx
+        .clients
+        .s3
+        .get_object()
+        .bucket(&ctx.settings.bucket)
+        .key(s3_key)
+        .range(format!("bytes=0-{}", until.saturating_sub(1)))
+        .send()
+        .await
+        .map_err(|e| ApiError::internal(format!("ranged get: {e:?}")))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| ApiError::internal(format!("read range: {e}")))?;
+    Ok(bytes.into_bytes().to_vec())
 }
 
 /// Which studies a list wants. Values that may be patient data never
@@ -497,7 +555,7 @@ async fn collect(
         })
         .collect();
     let mut full: HashMap<String, Item> = HashMap::new();
-    for item in attrs::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
+    for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
         if let Some(pk) = get_s(&item, "pk") {
             full.insert(pk, item);
         }
@@ -666,7 +724,7 @@ async fn shared_candidates(
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for item in attrs::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
+    for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
         let (Some(sort_key), Some(hospital)) = (get_s(&item, "gsi1sk"), get_s(&item, "hospitalId"))
         else {
             continue;
@@ -781,7 +839,7 @@ pub async fn resolve_study(
         .map(|(h, _)| key(study_pk(h, study_uid), STUDY_SK))
         .collect();
     let mut found: Vec<ReadableStudy> = Vec::new();
-    for item in attrs::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
+    for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
         let Some(h) = get_s(&item, "hospitalId").and_then(|h| h.parse::<HospitalId>().ok()) else {
             continue;
         };

@@ -1178,127 +1178,155 @@ async fn reads_and_share_changes_are_audited_without_patient_data() {
     assert_eq!(foreign.unwrap_err().status, StatusCode::BAD_REQUEST);
 }
 
-/// A small valid DICOM file (explicit VR little endian, 4x4 8-bit
-/// pixels) and the SHA-256 of its pixel data.
-pub fn dicom_file(
-    patient: (&str, &str),
-    study: &str,
-    series: &str,
-    sop: &str,
-    n: u8,
-) -> (Vec<u8>, String) {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+/// Uploads `bytes` as `key` (an agent or admin key) the way the bridge
+/// agent does, and waits until the indexer settles it.
+async fn upload(env: &Env, key: &str, bytes: &[u8]) -> Value {
     use sha2::Digest;
-
-    let pixels: Vec<u8> = (0..16).map(|i| i * 7 + n).collect();
-    let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
-    let short = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
-    let obj = InMemDicomObject::from_element_iter([
-        text(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.7"),
-        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
-        text(tags::STUDY_DATE, VR::DA, "20240315"),
-        text(tags::STUDY_TIME, VR::TM, "101500"),
-        text(tags::ACCESSION_NUMBER, VR::SH, "ACC-DW-1"),
-        text(tags::MODALITY, VR::CS, "OT"),
-        text(tags::PATIENT_NAME, VR::PN, patient.1),
-        text(tags::PATIENT_ID, VR::LO, patient.0),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, study),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, series),
-        text(tags::SERIES_NUMBER, VR::IS, "1"),
-        text(tags::INSTANCE_NUMBER, VR::IS, &n.to_string()),
-        short(tags::SAMPLES_PER_PIXEL, 1),
-        text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-        short(tags::ROWS, 4),
-        short(tags::COLUMNS, 4),
-        short(tags::BITS_ALLOCATED, 8),
-        short(tags::BITS_STORED, 8),
-        short(tags::HIGH_BIT, 7),
-        short(tags::PIXEL_REPRESENTATION, 0),
-        DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OB,
-            PrimitiveValue::from(pixels.clone()),
-        ),
-    ]);
-    let file = obj
-        .with_meta(FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1"))
-        .expect("file meta");
-    let mut bytes = Vec::new();
-    file.write_all(&mut bytes).expect("write dicom");
-    (bytes, hex::encode(sha2::Sha256::digest(&pixels)))
+    let file = json!({"size": bytes.len(), "sha256": hex::encode(sha2::Sha256::digest(bytes))});
+    let (st, v) = env
+        .call(
+            "POST",
+            "/api/uploads",
+            Some(key),
+            Some(json!({"files": [file]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let u = &v["data"]["uploads"][0];
+    let id = u["uploadId"].as_str().unwrap().to_owned();
+    let mut put = env.http.put(u["url"].as_str().unwrap());
+    for (name, value) in u["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    let resp = put.body(bytes.to_vec()).send().await.expect("put");
+    assert!(resp.status().is_success(), "PUT {}", resp.status());
+    for _ in 0..300 {
+        let (st, v) = env.get(&format!("/api/uploads/{id}"), key).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        if v["data"]["status"] != "pending" {
+            assert_eq!(v["data"]["status"], "indexed", "{v}");
+            return v["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("upload {id} stayed pending");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dicomweb_client_reads_back_what_was_stored() {
+async fn uploaded_studies_read_back_through_the_api_and_dicomweb_client() {
+    use pacs_testkit::dicom::{DicomFixture, new_uid};
+    use sha2::Digest;
+
     let env = Env::start().await;
     let a = env.register("Alpha General").await;
-    let study = Seeded {
-        hospital: a.id.clone(),
-        uid: "1.2.826.0.1.3680043.10.77.1".into(),
-        date: "20240315".into(),
-        time: "101500".into(),
-        patient_id: "PAT-DW-1".into(),
-        patient_name: "WEBCLIENT^TESSA".into(),
-        accession: "ACC-DW-1".into(),
-        modalities: vec!["OT".into()],
-    };
-    let mut item = study_item(&study);
-    item.insert("numberOfSeries".into(), AttributeValue::N("2".into()));
-    item.insert("numberOfInstances".into(), AttributeValue::N("4".into()));
-    env.batch_put(vec![item]).await;
+    let b = env.register("Beta Clinic").await;
 
-    // Two series of two instances each, stored the way the indexer
-    // leaves them: object under the hospital's prefix, item with metadata.
-    let ctx = env.stack.context();
-    let mut series_map: HashMap<String, Vec<String>> = HashMap::new();
-    let mut pixel_sha: HashMap<String, String> = HashMap::new();
-    for s in 1..=2u8 {
-        let series = format!("{}.{s}", study.uid);
-        let sops = env.seed_series(&study, &series, 2).await;
-        for (k, sop) in sops.iter().enumerate() {
-            let (bytes, sha) = dicom_file(
-                (&study.patient_id, &study.patient_name),
-                &study.uid,
-                &series,
-                sop,
-                k as u8 + 1,
-            );
-            ctx.clients
-                .s3
-                .put_object()
-                .bucket(&ctx.settings.bucket)
-                .key(format!("dicom/{}/seed-{sop}.dcm", a.id))
-                .body(bytes.into())
-                .send()
-                .await
-                .expect("object stored");
-            pixel_sha.insert(sop.clone(), sha);
-        }
-        series_map.insert(series, sops);
-    }
-    let expected = json!({
-        "studyInstanceUid": study.uid, "patientId": study.patient_id,
-        "patientName": study.patient_name, "series": series_map, "pixelSha256": pixel_sha,
-    });
+    // Two series of two instances, uploaded by the hospital's agent.
+    let first = DicomFixture::ct().patient("PAT-DW-1", "WEBCLIENT^TESSA", "19800101", "F");
+    let study_uid = first.study_instance_uid.clone();
+    let second_series = first.next_instance().in_series(&study_uid, &new_uid());
+    let fixtures = [
+        first.clone(),
+        first.next_instance(),
+        second_series.clone(),
+        second_series.next_instance(),
+    ];
     let dir = tempfile::tempdir().unwrap();
+    let mut series: HashMap<String, Vec<String>> = HashMap::new();
+    let mut files: HashMap<String, String> = HashMap::new();
+    let mut digests: HashMap<String, String> = HashMap::new();
+    for f in &fixtures {
+        let bytes = f.to_bytes();
+        let path = dir.path().join(format!("{}.dcm", f.sop_instance_uid));
+        std::fs::write(&path, &bytes).unwrap();
+        upload(&env, &a.agent, &bytes).await;
+        series
+            .entry(f.series_instance_uid.clone())
+            .or_default()
+            .push(f.sop_instance_uid.clone());
+        files.insert(f.sop_instance_uid.clone(), path.display().to_string());
+        digests.insert(
+            f.sop_instance_uid.clone(),
+            hex::encode(sha2::Sha256::digest(&bytes)),
+        );
+    }
+
+    // The API lists the study with its counts; downloads are the bytes.
+    let (st, v) = env.get("/api/studies?patientId=PAT-DW-1", &a.reader).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let s = &v["data"]["studies"][0];
+    assert_eq!(s["studyInstanceUid"], json!(study_uid));
+    assert_eq!(
+        (
+            s["numberOfSeries"].as_u64(),
+            s["numberOfInstances"].as_u64()
+        ),
+        (Some(2), Some(4))
+    );
+    let (_, v) = env
+        .get(&format!("/api/studies/{study_uid}"), &a.reader)
+        .await;
+    assert_eq!(v["data"]["series"].as_array().unwrap().len(), 2, "{v}");
+    let (st, v) = env
+        .get(&format!("/api/studies/{study_uid}/download"), &a.reader)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let instances = v["data"]["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 4);
+    for inst in instances {
+        let bytes = reqwest::get(inst["url"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let sop = inst["sopInstanceUid"].as_str().unwrap();
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            digests[sop],
+            "download of {sop}"
+        );
+    }
+    let (st, _) = env
+        .get(&format!("/api/studies/{study_uid}/download"), &b.reader)
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another hospital downloads nothing"
+    );
+
+    // dicomweb-client searches, reads metadata and retrieves every
+    // instance, and compares them with the files uploaded.
+    let expected = json!({
+        "studyInstanceUid": study_uid, "patientId": "PAT-DW-1",
+        "patientName": "WEBCLIENT^TESSA", "series": series, "files": files,
+    });
     let path = dir.path().join("expected.json");
     std::fs::write(&path, expected.to_string()).unwrap();
-
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dicomweb_client_check.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(&env.base)
-        .arg(&path)
-        .env("PACS_HUB_API_KEY", &a.reader)
-        .output()
-        .await
-        .expect("python3 runs (scripts/setup installs dicomweb-client into .venv)");
+    let run = |key: String| {
+        let (base, path) = (env.base.clone(), path.clone());
+        async move {
+            tokio::process::Command::new("python3")
+                .arg(script)
+                .arg(base)
+                .arg(path)
+                .env("PACS_HUB_API_KEY", key)
+                .output()
+                .await
+                .expect("python3 runs (scripts/setup installs dicomweb-client into .venv)")
+        }
+    };
+    let out = run(a.reader.clone()).await;
     assert!(
         out.status.success(),
         "dicomweb-client check failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // With another hospital's key the same script finds nothing.
+    let out = run(b.reader.clone()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found 0 studies"));
 }

@@ -15,10 +15,10 @@
 
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use pacs_shared::attrs::{Item, get_s};
 use pacs_shared::audit::{AuditOutcome, AuditTrail};
 use pacs_shared::auth::HospitalPrincipal;
 use pacs_shared::domain::HospitalId;
+use pacs_shared::dynamo::{Item, get_s};
 use pacs_shared::http::{error_response, path_param, principal};
 use pacs_shared::studies::{self, Instance, ReadableStudy, Series, Study, StudyFilter};
 use pacs_shared::{ApiError, ApiResult, Context};
@@ -507,14 +507,11 @@ async fn metadata(
             series.unwrap_or("of this study")
         )));
     }
-    let out: Vec<Value> = items
-        .iter()
-        .map(|item| {
-            studies::instance_metadata(item)
-                .or_else(|| Instance::from_item(item).as_ref().map(instance_json))
-                .unwrap_or(Value::Object(Map::new()))
-        })
-        .collect();
+    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+    for item in &items {
+        let json = studies::load_instance_metadata(ctx, &study.hospital, item).await?;
+        out.push(json.unwrap_or_else(|| Value::Object(Map::new())));
+    }
     trail.record(
         &study.hospital,
         "dicomweb.metadata",
