@@ -7,6 +7,7 @@
 mod corpus;
 mod headers;
 mod report;
+mod studies;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,6 +20,14 @@ struct Args {
     /// Small (~40 KB) files in the header benchmark.
     #[arg(long, default_value_t = 2000)]
     small: usize,
+
+    /// Studies one hospital holds in the study-list benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    studies: usize,
+
+    /// Timed first-page requests in the study-list benchmark.
+    #[arg(long, default_value_t = 200)]
+    pages: usize,
 
     /// Python interpreter with pydicom installed, for the reference rates.
     #[arg(long, env = "PACS_BENCH_PYTHON")]
@@ -36,7 +45,14 @@ fn main() -> anyhow::Result<()> {
     let options = headers::Options {
         python: args.python.clone(),
     };
-    let sections = vec![("DICOM headers", headers::run(&corpus, &options)?)];
+    let mut sections = vec![("DICOM headers", headers::run(&corpus, &options)?)];
+
+    eprintln!("measuring the study list ({} studies)", args.studies);
+    let options = studies::Options {
+        studies: args.studies,
+        pages: args.pages,
+    };
+    sections.push(("Study list", studies::run(&options)?));
 
     print!("{}", report::render(&sections));
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
