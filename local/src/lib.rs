@@ -6,6 +6,16 @@
 //! route handlers with the same API Gateway events Lambda would hand them,
 //! and the S3 server delivers real S3 events to the object-created handler.
 //! Tests start a [`Stack`] on port 0; the CLI starts one on the ports given.
+//!
+//! The data dir holds `dynamodb.sqlite` (the tables), `s3/` (the bucket),
+//! `secrets.json` and `platform-admin.key` (pepper and platform key),
+//! `s3-credentials.json` (the local access key), `events.jsonl` (every
+//! published event) and `dead-letter/` (S3 events whose three attempts
+//! failed).
+//!
+//! Where it differs from AWS: the authorizer's answer is never cached (a
+//! revoked key fails at once), the event bus records events but routes
+//! them nowhere, and S3 events go only to `on-object-created`.
 
 mod api;
 mod dynamodb;

@@ -1330,3 +1330,148 @@ async fn uploaded_studies_read_back_through_the_api_and_dicomweb_client() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("found 0 studies"));
 }
+
+/// The tenancy matrix's denials, for every read-path route and DICOMweb:
+/// no key, a malformed or revoked key, a suspended hospital, an address
+/// outside `allowedIPs`, a key of the wrong role, and another hospital's
+/// study (404, never 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_route_refuses_every_intruder() {
+    let env = Env::start().await;
+    let platform = env.stack.platform_admin_key().to_owned();
+    let a = env.register("Alpha General").await;
+    let b = env.register("Beta Clinic").await;
+    let suspended = env.register("Suspended Care").await;
+    let fenced = env.register("Fenced Clinic").await;
+    let study = env.seed_studies(&a.id, 0, 1).await.remove(0);
+    let uid = study.uid.clone();
+    let series = format!("{uid}.1");
+    let sop = env.seed_series(&study, &series, 1).await.remove(0);
+
+    let path = format!("/api/hospitals/{}/keys", a.id);
+    let (_, v) = env
+        .call(
+            "POST",
+            &path,
+            Some(&a.admin),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    let revoked = v["data"]["apiKey"].as_str().unwrap().to_owned();
+    let key_id = v["data"]["keyId"].as_str().unwrap();
+    let (st, _) = env
+        .call("DELETE", &format!("{path}/{key_id}"), Some(&a.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let patch = |id: &str| format!("/api/hospitals/{id}");
+    let (st, v) = env
+        .call(
+            "PATCH",
+            &patch(&suspended.id),
+            Some(&platform),
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let fence = json!({"settings": {"allowedIPs": ["10.0.0.0/8"]}});
+    let (st, v) = env
+        .call(
+            "PATCH",
+            &patch(&fenced.id),
+            Some(&fenced.admin),
+            Some(fence),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // (method, path, admin only, names a study)
+    let routes: Vec<(&str, String, bool, bool)> = vec![
+        ("GET", "/api/studies".into(), false, false),
+        ("GET", format!("/api/studies/{uid}"), false, true),
+        ("GET", format!("/api/studies/{uid}/download"), false, true),
+        ("POST", format!("/api/studies/{uid}/shares"), true, true),
+        (
+            "DELETE",
+            format!("/api/studies/{uid}/shares/{}", b.id),
+            true,
+            true,
+        ),
+        ("GET", "/dicomweb/studies".into(), false, false),
+        (
+            "GET",
+            format!("/dicomweb/studies/{uid}/series"),
+            false,
+            true,
+        ),
+        (
+            "GET",
+            format!("/dicomweb/studies/{uid}/series/{series}/instances"),
+            false,
+            true,
+        ),
+        (
+            "GET",
+            format!("/dicomweb/studies/{uid}/metadata"),
+            false,
+            true,
+        ),
+        (
+            "GET",
+            format!("/dicomweb/studies/{uid}/series/{series}/instances/{sop}"),
+            false,
+            true,
+        ),
+    ];
+    let body = |method: &str| (method == "POST").then(|| json!({"hospitalId": b.id}));
+    for (method, path, admin_only, names_study) in &routes {
+        let what = format!("{method} {path}");
+        let denied = |who: &str, got: (StatusCode, Value), status: u16, code: &str| {
+            assert_eq!(got.0.as_u16(), status, "{who} on {what}: {}", got.1);
+            assert_eq!(got.1["code"], code, "{who} on {what}: {}", got.1);
+        };
+        denied(
+            "no key",
+            env.call(method, path, None, body(method)).await,
+            401,
+            "Unauthorized",
+        );
+        let got = env
+            .call(method, path, Some("phk_nonsense"), body(method))
+            .await;
+        denied("malformed key", got, 401, "Unauthorized");
+        let got = env.call(method, path, Some(&revoked), body(method)).await;
+        denied("revoked key", got, 401, "Unauthorized");
+        let got = env
+            .call(method, path, Some(&suspended.admin), body(method))
+            .await;
+        denied("suspended hospital", got, 403, "HospitalInactive");
+        let got = env
+            .call(method, path, Some(&fenced.admin), body(method))
+            .await;
+        denied("outside allowedIPs", got, 403, "IpNotAllowed");
+
+        let mut wrong = vec![
+            ("agent", a.agent.clone()),
+            ("platform admin", platform.clone()),
+        ];
+        if *admin_only {
+            wrong.push(("reader", a.reader.clone()));
+        }
+        for (who, key) in wrong {
+            let got = env.call(method, path, Some(&key), body(method)).await;
+            denied(&format!("{who} key"), got, 403, "Forbidden");
+        }
+        if *names_study {
+            let keys = if *admin_only {
+                vec![&b.admin]
+            } else {
+                vec![&b.admin, &b.reader]
+            };
+            let other = (*method == "POST").then(|| json!({"hospitalId": a.id}));
+            for key in keys {
+                let got = env.call(method, path, Some(key), other.clone()).await;
+                denied("another hospital", got, 404, "NotFound");
+            }
+        }
+    }
+}
