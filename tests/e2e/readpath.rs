@@ -488,6 +488,34 @@ async fn study_list_filters_orders_and_pages_across_hospitals() {
         );
     }
 
+    let (st, _) = env.get(&format!("/api/studies/{}", sb[0].uid), &user).await;
+    assert_eq!(st, StatusCode::OK, "granted study detail");
+    let (st, _) = env
+        .get(&format!("/api/studies/{}", sb[0].uid), &a.reader)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // A revoked grant stops at once; the user's old cursor no longer opens.
+    let (_, p1) = env.get("/api/studies?limit=10", &user).await;
+    let stale = p1["data"]["nextCursor"].as_str().unwrap().to_owned();
+    let grant = format!("/api/hospitals/{}/grants/{}", b.id, a.id);
+    let (st, v) = env.call("DELETE", &grant, Some(&b.admin), None).await;
+    assert!(st.is_success(), "{v}");
+    assert_eq!(
+        all_pages(&env, &user, "", 1000).await,
+        expected(&sa, |_| true)
+    );
+    let (st, _) = env.get(&format!("/api/studies/{}", sb[0].uid), &user).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = env
+        .get(&format!("/dicomweb/studies/{}/series", sb[0].uid), &user)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = env
+        .get(&format!("/api/studies?limit=10&cursor={stale}"), &user)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
     // A study added between pages shows up in a new listing, not as a
     // repeat: the cursor is a position, not a snapshot.
     sa.extend(env.seed_studies(&a.id, 5000, 1).await);
