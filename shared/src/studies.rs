@@ -488,7 +488,7 @@ pub async fn list_studies(
         None => None,
     };
 
-    let (studies, more) = collect(ctx, caller, filter, after.as_ref(), limit).await?;
+    let (studies, more) = collect(ctx, caller, filter, after.as_ref(), limit, 0).await?;
 
     let next_cursor = match (more, studies.last()) {
         (true, Some(last)) => Some(signer.seal(&binding, last.0.as_ref().expect("position"))),
@@ -510,18 +510,20 @@ pub async fn search_studies(
     offset: usize,
     limit: usize,
 ) -> ApiResult<Vec<Study>> {
-    let (studies, _) = collect(ctx, caller, filter, None, offset + limit).await?;
-    Ok(studies.into_iter().skip(offset).map(|(_, s)| s).collect())
+    let (studies, _) = collect(ctx, caller, filter, None, offset + limit, offset).await?;
+    Ok(studies.into_iter().map(|(_, s)| s).collect())
 }
 
-/// The first `want` studies after `after` in merged order, with whether
-/// more follow.
+/// The first `want` studies after `after` in merged order, less the first
+/// `skip` of them (read from the index only, never fetched in full), with
+/// whether more follow.
 async fn collect(
     ctx: &Context,
     caller: &HospitalPrincipal,
     filter: &StudyFilter,
     after: Option<&Position>,
     want: usize,
+    skip: usize,
 ) -> ApiResult<(Vec<(Option<Position>, Study)>, bool)> {
     let readable = readable_hospitals(caller);
     let sources: Vec<&HospitalId> = readable
@@ -543,6 +545,7 @@ async fn collect(
     candidates.sort_by(Candidate::order);
     let more = candidates.len() > want;
     candidates.truncate(want);
+    candidates.drain(..skip.min(candidates.len()));
 
     // The index does not project the counters: read them from the study
     // items, in one batch per hundred.
