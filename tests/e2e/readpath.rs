@@ -1353,6 +1353,40 @@ async fn uploaded_studies_read_back_through_the_api_and_dicomweb_client() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // An instance larger than a Lambda response is redirected to a
+    // presigned URL, even for a client that asks for multipart.
+    let big = first.next_instance().pixel_data_len(5 * 1024 * 1024);
+    let big_bytes = big.to_bytes();
+    upload(&env, &a.agent, &big_bytes).await;
+    let path = format!(
+        "{}/dicomweb/studies/{study_uid}/series/{}/instances/{}",
+        env.base, big.series_instance_uid, big.sop_instance_uid
+    );
+    let resp = env
+        .http
+        .get(&path)
+        .header("x-api-key", &a.reader)
+        .header(
+            "accept",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let fetched = reqwest::get(&location)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        sha2::Sha256::digest(&fetched),
+        sha2::Sha256::digest(&big_bytes)
+    );
+
     // With another hospital's key the same script finds nothing.
     let out = run(b.reader.clone()).await;
     assert!(!out.status.success());
