@@ -69,6 +69,7 @@ pub struct AuditEvent {
     pub action: String,
     /// What it was done to: a study UID, `studies`, `share:{uid}:{hosp}`.
     pub resource: String,
+    /// `success`, `denied`, `notFound` or `failed`.
     pub outcome: AuditOutcome,
     /// Names (never values) of the filters a query used.
     pub filters: Vec<String>,
@@ -253,16 +254,27 @@ fn timestamp(t: OffsetDateTime) -> String {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
+    /// When it happened (RFC 3339, milliseconds).
     pub at: String,
+    /// The hospital whose data it concerns.
     pub hospital_id: String,
+    /// The hospital of the key that acted.
     pub actor_hospital_id: String,
+    /// The key that acted.
     pub key_id: String,
+    /// The user the key belongs to, if any.
     pub username: Option<String>,
+    /// What was done, e.g. `study.read`.
     pub action: String,
+    /// What it was done to: `studies`, a study UID or a share.
     pub resource: String,
+    /// `success`, `denied`, `notFound` or `failed`.
     pub outcome: String,
+    /// Names of the query filters used, never their values.
     pub filters: Vec<String>,
+    /// Studies a list returned.
     pub study_uids: Vec<String>,
+    /// How many studies a list returned.
     pub count: Option<u64>,
 }
 
@@ -289,6 +301,7 @@ impl AuditEntry {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
+    /// The records of this page, newest first.
     pub records: Vec<AuditEntry>,
     /// Pass back as `cursor` for the next page; `None` at the end.
     pub next_cursor: Option<String>,

@@ -40,11 +40,17 @@ pub struct SharedStudy {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Share {
+    /// Study Instance UID (0020,000D).
     pub study_instance_uid: String,
+    /// The grantee hospital.
     pub hospital_id: String,
+    /// The hospital that owns the study.
     pub owner_hospital_id: String,
+    /// Always `read`: the only level implemented.
     pub access_level: &'static str,
+    /// When the share ends, if it does (RFC 3339).
     pub expires_at: Option<String>,
+    /// When the first instance was indexed (RFC 3339).
     pub created_at: String,
 }
 

@@ -85,22 +85,39 @@ pub fn readable_hospitals(p: &HospitalPrincipal) -> Vec<HospitalId> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Study {
+    /// Study Instance UID (0020,000D).
     pub study_instance_uid: String,
+    /// The hospital that holds it.
     pub hospital_id: String,
+    /// Patient ID (0010,0020).
     pub patient_id: Option<String>,
+    /// Patient's Name (0010,0010), `FAMILY^GIVEN`.
     pub patient_name: Option<String>,
+    /// Patient's Birth Date (0010,0030), `YYYYMMDD`.
     pub patient_birth_date: Option<String>,
+    /// Patient's Sex (0010,0040).
     pub patient_sex: Option<String>,
+    /// Study Date (0008,0020), `YYYYMMDD`.
     pub study_date: Option<String>,
+    /// Study Time (0008,0030).
     pub study_time: Option<String>,
+    /// Accession Number (0008,0050).
     pub accession_number: Option<String>,
+    /// Study Description (0008,1030).
     pub study_description: Option<String>,
+    /// Modalities of its series, sorted.
     pub modalities: Vec<String>,
+    /// Series indexed so far.
     pub number_of_series: u64,
+    /// Instances indexed so far.
     pub number_of_instances: u64,
+    /// Bytes of DICOM stored.
     pub size_bytes: u64,
+    /// Hospitals it is shared with (only the owner sees them all).
     pub shared_with: Vec<String>,
+    /// When the first instance was indexed (RFC 3339).
     pub created_at: Option<String>,
+    /// When it last changed (RFC 3339).
     pub updated_at: Option<String>,
 }
 
@@ -143,16 +160,27 @@ impl Study {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Series {
+    /// Series Instance UID (0020,000E).
     pub series_instance_uid: String,
+    /// Study Instance UID (0020,000D).
     pub study_instance_uid: String,
+    /// The hospital that holds it.
     pub hospital_id: String,
+    /// Modality (0008,0060).
     pub modality: Option<String>,
+    /// Series Number (0020,0011).
     pub series_number: Option<i64>,
+    /// Series Description (0008,103E).
     pub series_description: Option<String>,
+    /// Body Part Examined (0018,0015).
     pub body_part_examined: Option<String>,
+    /// Instances indexed so far.
     pub number_of_instances: u64,
+    /// Bytes of DICOM stored.
     pub size_bytes: u64,
+    /// When the first instance was indexed (RFC 3339).
     pub created_at: Option<String>,
+    /// When it last changed (RFC 3339).
     pub updated_at: Option<String>,
 }
 
@@ -178,17 +206,29 @@ impl Series {
 /// An instance as the read paths use it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
+    /// The hospital that holds it.
     pub hospital_id: String,
+    /// Study Instance UID (0020,000D).
     pub study_instance_uid: String,
+    /// Series Instance UID (0020,000E).
     pub series_instance_uid: String,
+    /// SOP Instance UID (0008,0018).
     pub sop_instance_uid: String,
+    /// SOP Class UID (0008,0016).
     pub sop_class_uid: Option<String>,
+    /// Instance Number (0020,0013).
     pub instance_number: Option<i64>,
+    /// Transfer syntax of the stored object.
     pub transfer_syntax_uid: Option<String>,
+    /// Number of Frames (0028,0008).
     pub number_of_frames: Option<i64>,
+    /// Rows (0028,0010).
     pub rows: Option<i64>,
+    /// Columns (0028,0011).
     pub columns: Option<i64>,
+    /// The object's key, under `dicom/{hospital}/`.
     pub s3_key: String,
+    /// Bytes of DICOM stored.
     pub size_bytes: u64,
 }
 
@@ -458,6 +498,7 @@ impl Candidate {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StudyPage {
+    /// The studies of this page, newest first.
     pub studies: Vec<Study>,
     /// Pass back as `cursor` for the next page; `None` at the end.
     pub next_cursor: Option<String>,
@@ -761,9 +802,13 @@ pub enum Access {
 /// A study the caller may read, with the full study item.
 #[derive(Debug, Clone)]
 pub struct ReadableStudy {
+    /// The hospital that holds the study.
     pub hospital: HospitalId,
+    /// Its Study Instance UID.
     pub study_uid: String,
+    /// How the caller reaches it.
     pub access: Access,
+    /// The whole study item.
     pub item: Item,
 }
 
