@@ -54,13 +54,23 @@ pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 }
 
 /// A DynamoDB failure as a route sees it: throttling is a 503 the client
-/// may retry, anything else a 500; the detail goes to the log only.
-pub fn store_error(step: &str, err: impl std::fmt::Display + std::fmt::Debug) -> ApiError {
-    let text = format!("{err:?}");
-    if text.contains("Throttling") || text.contains("ProvisionedThroughputExceeded") {
-        ApiError::unavailable(format!("{step}: {err}"))
-    } else {
-        ApiError::internal(format!("{step}: {text}"))
+/// may retry, anything else a 500. Only the step and the error code (or,
+/// without one, the SDK's failure category) reach the log: a service
+/// message may quote the request's values, which can be patient data.
+pub fn store_error(
+    step: &str,
+    err: impl aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Display,
+) -> ApiError {
+    let code = err.code().map(str::to_owned);
+    let detail = match &code {
+        Some(c) => format!("{step}: {c}"),
+        None => format!("{step}: {err}"),
+    };
+    match code.as_deref() {
+        Some(c) if c.contains("Throttl") || c == "ProvisionedThroughputExceededException" => {
+            ApiError::unavailable(detail)
+        }
+        _ => ApiError::internal(detail),
     }
 }
 

@@ -642,6 +642,29 @@ mod tests {
     }
 
     #[test]
+    fn accept_headers_choose_multipart_or_redirect() {
+        let with = |accept: &str| {
+            let req = http::Request::builder()
+                .header("accept", accept)
+                .body(Body::Empty)
+                .unwrap();
+            wanted(&req)
+        };
+        let multipart = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+        assert_eq!(with(multipart).unwrap(), Wanted::Multipart);
+        assert_eq!(with("*/*").unwrap(), Wanted::Multipart);
+        assert_eq!(with("application/dicom").unwrap(), Wanted::Bare);
+        assert_eq!(
+            with("application/dicom; transfer-syntax=*").unwrap(),
+            Wanted::Bare
+        );
+        assert_eq!(
+            with("application/dicom+json").unwrap_err().status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+    }
+
+    #[test]
     fn attributes_follow_dicom_json() {
         let mut o = Map::new();
         put(
