@@ -1,0 +1,13 @@
+//! Integration tests of `pacs-agent`: the real binary against a real
+//! Orthanc (authentication on), a real folder, and the hub's local stack.
+
+#[path = "agent/folder.rs"]
+mod folder;
+#[path = "agent/orthanc_sync.rs"]
+mod orthanc_sync;
+#[path = "agent/startup.rs"]
+mod startup;
+#[path = "agent/support.rs"]
+mod support;
+#[path = "agent/webhook.rs"]
+mod webhook;
