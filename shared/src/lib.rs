@@ -11,9 +11,13 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod item;
 pub mod logging;
 pub mod secrets;
+pub mod tenants;
 pub mod time;
+pub mod usage;
+pub mod validate;
 
 pub use clients::Clients;
 pub use config::Settings;
