@@ -14,7 +14,7 @@ pub const MAX_BATCH: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// No answer: connection refused, timeout, DNS. Worth retrying.
-    #[error("hub unreachable during {step}: {source}")]
+    #[error("hub unreachable during {step}: {}", error_chain(.source))]
     Unreachable {
         step: &'static str,
         source: reqwest::Error,
@@ -46,6 +46,19 @@ pub enum HubError {
     /// The hub answered 2xx with a body the agent does not understand.
     #[error("unexpected answer from the hub during {step}: {reason}")]
     BadAnswer { step: &'static str, reason: String },
+}
+
+/// An error with its causes, for messages ("error sending request" alone
+/// does not say that the connection was refused).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 impl HubError {
@@ -217,7 +230,10 @@ impl Hub {
     /// `GET /api/uploads/{uploadId}`.
     pub async fn upload_status(&self, upload_id: &str) -> Result<UploadStatus, HubError> {
         let id: String = url::form_urlencoded::byte_serialize(upload_id.as_bytes()).collect();
-        let request = self.http.get(format!("{}/api/uploads/{id}", self.base));
+        let request = self
+            .http
+            .get(format!("{}/api/uploads/{id}", self.base))
+            .timeout(Duration::from_secs(30));
         let answer: Result<Envelope<StatusBody>, HubError> = self.call("status", request).await;
         let body = match answer {
             Ok(answer) => answer.data,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// A failed call to Orthanc, with a message an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum OrthancError {
-    #[error("Orthanc unreachable at {url} during {step}: {source}")]
+    #[error("Orthanc unreachable at {url} during {step}: {}", crate::hub::error_chain(.source))]
     Unreachable {
         url: String,
         step: &'static str,

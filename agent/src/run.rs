@@ -86,20 +86,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "agent starting"
     );
 
-    // A heartbeat that names another hospital means the key and the file
-    // disagree: stop before sending anything under the wrong tenant.
-    if let Ok(data) = hub
-        .heartbeat(&config.hospital_name, &capabilities(&config), "starting")
-        .await
-        && let Some(actual) = data.get("hospitalId").and_then(|v| v.as_str())
-        && actual != config.hospital_id
-    {
-        return Err(RunError::WrongHospital {
-            configured: config.hospital_id.clone(),
-            actual: actual.to_owned(),
-        });
-    }
-
     let uploader = Arc::new(Uploader {
         queue: queue.clone(),
         hub: hub.clone(),

@@ -5,6 +5,8 @@
 mod end_to_end;
 #[path = "agent/folder.rs"]
 mod folder;
+#[path = "agent/full_disk.rs"]
+mod full_disk;
 #[path = "agent/hub_stack.rs"]
 mod hub_stack;
 #[path = "agent/orthanc_sync.rs"]
