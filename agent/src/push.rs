@@ -18,6 +18,10 @@ use crate::run::RunError;
 use crate::spool::Spool;
 use crate::uploader::{Round, UploadEvent, Uploader, backoff};
 
+/// Rounds in a row the hub may be unreachable before a push gives up
+/// (a few minutes with the backoff).
+const PATIENCE: u32 = 12;
+
 /// What a push did, file by file.
 #[derive(Debug, Default)]
 pub struct PushSummary {
@@ -28,7 +32,8 @@ pub struct PushSummary {
     pub rejected: Vec<(String, String)>,
     pub failed: Vec<(String, String)>,
     pub not_dicom: Vec<String>,
-    /// The hub refused the agent itself (key, plan), with its message.
+    /// The hub refused the agent itself (key, plan) or stayed unreachable,
+    /// with its message.
     pub refused: Option<String>,
 }
 
@@ -67,6 +72,18 @@ fn expand(paths: &[PathBuf]) -> Vec<Found> {
 pub async fn push(config: &Config, paths: &[PathBuf]) -> Result<PushSummary, RunError> {
     let queue = Arc::new(Queue::open(&config.state_dir)?);
     let spool = Spool::open(&config.state_dir)?;
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let uploader = Uploader {
+        queue: queue.clone(),
+        hub: Hub::new(&config.aws_api_url, &config.api_key),
+        spool,
+        concurrency: config.concurrency,
+        max_attempts: config.max_attempts,
+        events: Some(events),
+    };
+    // Uploads a stopped run or push left half-done are settled first, or
+    // this push would wait for them forever.
+    uploader.settle_interrupted().await?;
     let tty = std::io::stderr().is_terminal();
     let mut summary = PushSummary::default();
 
@@ -124,16 +141,6 @@ pub async fn push(config: &Config, paths: &[PathBuf]) -> Result<PushSummary, Run
         summary.not_dicom.len()
     ));
 
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let uploader = Uploader {
-        queue: queue.clone(),
-        hub: Hub::new(&config.aws_api_url, &config.api_key),
-        spool,
-        concurrency: config.concurrency,
-        max_attempts: config.max_attempts,
-        events: Some(events),
-    };
-
     let mut open: HashSet<i64> = waiting.keys().copied().collect();
     let mut sent_files = 0usize;
     let mut blocked = 0u32;
@@ -160,11 +167,12 @@ pub async fn push(config: &Config, paths: &[PathBuf]) -> Result<PushSummary, Run
 
         match (sent, polled) {
             (Round::Blocked(error), _) | (_, Round::Blocked(error)) => {
-                if !error.is_transient() {
+                blocked += 1;
+                // The queue keeps the files for a later push or `run`.
+                if !error.is_transient() || blocked > PATIENCE {
                     summary.refused = Some(error.to_string());
                     break;
                 }
-                blocked += 1;
                 say(format!("{error}; retrying"));
                 tokio::time::sleep(backoff(blocked, 500, 30_000)).await;
             }

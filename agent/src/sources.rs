@@ -47,14 +47,25 @@ impl Collector {
     /// Queues every instance of `study` not seen before; returns how many
     /// were new. Each is spooled, then recorded, before anything is sent.
     pub async fn collect_study(&self, study: &str) -> Result<usize, SourceError> {
-        let instances = self.orthanc.study_instances(study).await?;
+        // A study or instance deleted from Orthanc in the meantime is
+        // skipped, or the change log would be stuck on it.
+        let instances = match self.orthanc.study_instances(study).await {
+            Err(OrthancError::Status { status: 404, .. }) => return Ok(0),
+            other => other?,
+        };
         let mut new = 0;
         for instance in instances {
             if self.queue.seen(Source::Orthanc, &instance)?.is_some() {
                 continue;
             }
 
-            let bytes = self.orthanc.instance_file(&instance).await?;
+            let bytes = match self.orthanc.instance_file(&instance).await {
+                Err(OrthancError::Status { status: 404, .. }) => {
+                    tracing::debug!(instance = %instance, "instance gone from orthanc");
+                    continue;
+                }
+                other => other?,
+            };
             let size = bytes.len() as u64;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             if !self.queue.knows(&sha256)? {

@@ -120,11 +120,17 @@ impl Uploader {
             Err(HubError::Rejected { .. }) if entries.len() > 1 => {
                 // One file spoiled the batch (too large, say): find it by
                 // asking for each file alone.
-                for entry in entries {
-                    match self.presign(std::slice::from_ref(&entry)).await? {
-                        Ok(uploads) => self.put_all(vec![(entry, uploads[0].clone())]).await?,
+                for (i, entry) in entries.iter().enumerate() {
+                    match self.presign(std::slice::from_ref(entry)).await? {
+                        Ok(uploads) => {
+                            self.put_all(vec![(entry.clone(), uploads[0].clone())])
+                                .await?
+                        }
                         Err(e) => {
-                            if let Some(blocked) = self.presign_failed(&[entry], e).await? {
+                            if let Some(blocked) = self.presign_failed(&[entry.clone()], e).await? {
+                                for rest in &entries[i + 1..] {
+                                    self.queue.requeue(rest.id)?;
+                                }
                                 return Ok(blocked);
                             }
                         }
