@@ -123,3 +123,46 @@ async fn orthanc_unreachable_is_reported_and_retried() {
     .await;
     agent.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_since_skips_older_studies_only_at_first_start() {
+    let orthanc = OrthancServer::start(OrthancOptions::default()).await;
+    // Test studies are dated 2024-01-15.
+    let old = StudySpec::new(60);
+    orthanc.store(&old.instance(1)).await;
+    // Stable before the agent starts, or its change would be followed.
+    orthanc.wait_all_stable().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), orthanc_settings(&orthanc));
+    let state = dir.path().join("state");
+
+    let output = agent_command(&config)
+        .args(["run", "--backfill-since", "2024-13-01"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--backfill-since"));
+
+    let log = dir.path().join("agent.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = agent_command(&config)
+        .args(["run", "--backfill-since", "2024-02-01"])
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    wait_for("the back-fill", || {
+        open_queue(&state).meta(CURSOR_KEY).ok()?
+    })
+    .await;
+    assert!(open_queue(&state).all().unwrap().is_empty());
+
+    // Later studies come through the change log whatever their date.
+    let later = StudySpec::new(61);
+    orthanc.store(&later.instance(1)).await;
+    wait_for("the later study", || {
+        (open_queue(&state).all().ok()?.len() == 1).then_some(())
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -117,6 +117,21 @@ impl OrthancServer {
             .await
     }
 
+    /// Waits until Orthanc calls every study it holds stable.
+    pub async fn wait_all_stable(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let studies: serde_json::Value =
+                self.get("/studies?expand").await.unwrap().json().await.unwrap();
+            let stable = studies.as_array().unwrap().iter().all(|s| s["IsStable"] == true);
+            if stable {
+                return;
+            }
+            assert!(Instant::now() < deadline, "orthanc studies never became stable");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stores a DICOM file with `POST /instances`; returns its instance id.
     pub async fn store(&self, bytes: &[u8]) -> String {
         let response = Self::client()
