@@ -121,13 +121,25 @@ impl OrthancServer {
     pub async fn wait_all_stable(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let studies: serde_json::Value =
-                self.get("/studies?expand").await.unwrap().json().await.unwrap();
-            let stable = studies.as_array().unwrap().iter().all(|s| s["IsStable"] == true);
+            let studies: serde_json::Value = self
+                .get("/studies?expand")
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let stable = studies
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["IsStable"] == true);
             if stable {
                 return;
             }
-            assert!(Instant::now() < deadline, "orthanc studies never became stable");
+            assert!(
+                Instant::now() < deadline,
+                "orthanc studies never became stable"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
