@@ -61,6 +61,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Where a JSON answer went wrong, without quoting it: an answer may
+/// hold patient data, which never goes to the logs.
+pub fn json_problem(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} JSON error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
 impl HubError {
     /// Whether waiting and trying again may succeed without any change.
     pub fn is_transient(&self) -> bool {
@@ -283,7 +294,7 @@ impl Hub {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| HubError::BadAnswer {
                 step,
-                reason: e.to_string(),
+                reason: json_problem(&e),
             });
         }
 

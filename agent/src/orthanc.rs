@@ -167,7 +167,7 @@ impl Orthanc {
             })?;
         serde_json::from_slice(&bytes).map_err(|e| OrthancError::BadAnswer {
             step,
-            reason: e.to_string(),
+            reason: crate::hub::json_problem(&e),
         })
     }
 
