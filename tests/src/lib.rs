@@ -1,1 +1,4 @@
-//! placeholder
+//! Helpers the end-to-end tests and the bench share: DICOM fixtures
+//! written byte by byte.
+
+pub mod dicom;
