@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// A failure of the queue database. The agent stops on any of these: the
 /// queue is only ever changed in transactions, so stopping loses nothing.
@@ -149,7 +149,10 @@ pub struct Counts {
     pub skipped: u64,
 }
 
-/// The queue; cheap to share behind an `Arc`.
+/// The queue; cheap to share behind an `Arc`. Several processes may open
+/// it at once (`run`, `status`, `push`): every transaction that writes
+/// takes the write lock at its start, so that it waits for the others
+/// instead of failing half-way.
 pub struct Queue {
     dir: PathBuf,
     conn: Mutex<Connection>,
@@ -306,7 +309,9 @@ impl Queue {
         size: u64,
     ) -> Result<Enqueued, QueueError> {
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.write_error(e))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.write_error(e))?;
 
         let known: Option<(i64, String)> = tx
             .query_row(
@@ -349,7 +354,9 @@ impl Queue {
         reason: &str,
     ) -> Result<(), QueueError> {
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.write_error(e))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.write_error(e))?;
         tx.execute(
             "INSERT INTO skipped (source, locator, reason, at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (source, locator) DO UPDATE SET reason = excluded.reason, at = excluded.at",
@@ -382,7 +389,9 @@ impl Queue {
     /// `sending` so no other worker takes them.
     pub fn claim_due(&self, limit: usize) -> Result<Vec<Entry>, QueueError> {
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.write_error(e))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.write_error(e))?;
         let entries: Vec<Entry> = {
             let mut stmt = tx
                 .prepare(&format!(
@@ -443,7 +452,9 @@ impl Queue {
         max_attempts: u32,
     ) -> Result<State, QueueError> {
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.write_error(e))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.write_error(e))?;
         let failures: u32 = tx
             .query_row(
                 "SELECT failures FROM instances WHERE id = ?1",
@@ -694,6 +705,30 @@ mod tests {
             queue.retry_later(id, 0, "refused", true, 2).unwrap(),
             State::Failed
         );
+    }
+
+    #[test]
+    fn two_processes_share_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let queue = Queue::open(&path).unwrap();
+                    for i in 0..50 {
+                        let sha = format!("{w}{i:063}");
+                        queue.enqueue(Source::Push, &sha, "1", &sha, 1).unwrap();
+                        queue.claim_due(5).unwrap();
+                        Queue::open(&path).unwrap().counts().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(Queue::open(&path).unwrap().all().unwrap().len(), 100);
     }
 
     #[test]

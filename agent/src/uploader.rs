@@ -295,6 +295,7 @@ impl Uploader {
                     .await?;
             }
             Ok(UploadStatus::Pending) if age < PENDING_LIMIT_MS => {
+                tracing::debug!(entry = entry.id, "upload pending");
                 let wait = (age / 2).clamp(300, 30_000);
                 self.queue.poll_later(entry.id, now_ms() + wait)?;
             }
