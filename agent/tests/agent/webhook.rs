@@ -1,10 +1,15 @@
 //! The webhook path, driven by Orthanc's own Lua callback: with the change
-//! log follower off, a stable study still reaches the queue.
+//! log follower off, a stable study still reaches the hub.
 
+use pacs_agent::queue::State;
+
+use crate::hub_stack::HubStack;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn orthanc_lua_callback_queues_the_study() {
+async fn orthanc_lua_callback_sends_the_study() {
+    let hub = HubStack::start().await;
+    let (hospital_id, key) = hub.register_hospital("Callback General").await;
     let listen = format!("127.0.0.1:{}", free_port());
     let orthanc = OrthancServer::start(OrthancOptions {
         webhook: Some(format!("http://{listen}/orthanc/stable-study")),
@@ -18,6 +23,9 @@ async fn orthanc_lua_callback_queues_the_study() {
             "orthancUsername": ORTHANC_USER,
             "orthancPassword": ORTHANC_PASSWORD,
             "webhookListen": listen,
+            "hospitalId": hospital_id,
+            "awsApiUrl": hub.url(),
+            "apiKey": key,
             "features": { "autoSync": false, "folderWatch": false, "webhooks": true },
         }),
     );
@@ -50,6 +58,7 @@ async fn orthanc_lua_callback_queues_the_study() {
             .is_none()
     );
     assert_logs_clean(&logs, &[&study]);
+    assert!(!logs.contains(&key));
     agent.stop();
 }
 
