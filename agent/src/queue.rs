@@ -378,11 +378,9 @@ impl Queue {
         let mut stmt = conn
             .prepare("SELECT locator, reason FROM skipped ORDER BY at")
             .map_err(|e| self.read_error(e))?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .and_then(|rows| rows.collect())
-            .map_err(|e| self.read_error(e));
-        rows
+            .map_err(|e| self.read_error(e))
     }
 
     /// Claims up to `limit` queued entries that are due, marking them
@@ -628,11 +626,9 @@ impl Queue {
     fn select(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Entry>, QueueError> {
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn.prepare(sql).map_err(|e| self.read_error(e))?;
-        let rows = stmt
-            .query_map(params, entry_from_row)
+        stmt.query_map(params, entry_from_row)
             .and_then(|rows| rows.collect())
-            .map_err(|e| self.read_error(e));
-        rows
+            .map_err(|e| self.read_error(e))
     }
 }
 

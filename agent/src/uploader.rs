@@ -127,7 +127,9 @@ impl Uploader {
                                 .await?
                         }
                         Err(e) => {
-                            if let Some(blocked) = self.presign_failed(&[entry.clone()], e).await? {
+                            if let Some(blocked) =
+                                self.presign_failed(std::slice::from_ref(entry), e).await?
+                            {
                                 for rest in &entries[i + 1..] {
                                     self.queue.requeue(rest.id)?;
                                 }

@@ -44,10 +44,16 @@ async fn orthanc_lua_callback_sends_the_study() {
         orthanc.store(&study.instance(n)).await;
     }
 
-    wait_for("the study", || {
-        (open_queue(&state).all().ok()?.len() == 3).then_some(())
+    wait_for("the study indexed", || {
+        let entries = open_queue(&state).all().ok()?;
+        let done = entries.len() == 3 && entries.iter().all(|e| e.state == State::Indexed);
+        done.then_some(())
     })
     .await;
+    for entry in open_queue(&state).all().unwrap() {
+        let upload = hub.upload(&key, entry.upload_id.as_deref().unwrap()).await;
+        assert_eq!(upload["studyInstanceUid"], study.study_uid.as_str());
+    }
     let logs = agent.logs();
     assert!(logs.contains("stable study announced"), "{logs}");
     // The change log was never read: the webhook did it.
