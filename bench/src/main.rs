@@ -5,7 +5,10 @@
 //! prepares the reference tools and runs this in release mode.
 
 mod corpus;
+mod counting;
 mod headers;
+mod ingest;
+mod orthanc;
 mod report;
 
 use std::path::PathBuf;
@@ -23,6 +26,26 @@ struct Args {
     /// Python interpreter with pydicom installed, for the reference rates.
     #[arg(long, env = "PACS_BENCH_PYTHON")]
     python: Option<PathBuf>,
+
+    /// Files in the ingest burst and the end-to-end comparison.
+    #[arg(long, default_value_t = 1000)]
+    files: usize,
+
+    /// Studies the ingest burst is spread over.
+    #[arg(long, default_value_t = 10)]
+    studies: usize,
+
+    /// Concurrent clients end to end (and concurrent indexer runs).
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+
+    /// Orthanc executable for the end-to-end reference.
+    #[arg(long, env = "PACS_BENCH_ORTHANC", default_value = "Orthanc")]
+    orthanc: String,
+
+    /// Skip the ingest sections (local stack, Orthanc).
+    #[arg(long)]
+    headers_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,7 +59,21 @@ fn main() -> anyhow::Result<()> {
     let options = headers::Options {
         python: args.python.clone(),
     };
-    let sections = vec![("DICOM headers", headers::run(&corpus, &options)?)];
+    let mut sections = vec![(
+        "DICOM headers".to_string(),
+        headers::run(&corpus, &options)?,
+    )];
+
+    if !args.headers_only {
+        let options = ingest::Options {
+            files: args.files,
+            studies: args.studies,
+            workers: args.workers,
+            orthanc: find_executable(&args.orthanc),
+        };
+        let runtime = tokio::runtime::Runtime::new()?;
+        sections.extend(runtime.block_on(ingest::run(&corpus, &options))?);
+    }
 
     print!("{}", report::render(&sections));
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
@@ -45,4 +82,17 @@ fn main() -> anyhow::Result<()> {
         .flat_map(|(_, rows)| rows)
         .any(|r| r.ok == Some(false));
     std::process::exit(if failed { 1 } else { 0 });
+}
+
+/// `name` as given if it is a path, else looked up on `PATH`.
+fn find_executable(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(name);
+    if path.components().count() > 1 {
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
 }

@@ -43,7 +43,7 @@ impl Row {
 }
 
 /// Renders rows as an aligned text table, with a heading per section.
-pub fn render(sections: &[(&str, Vec<Row>)]) -> String {
+pub fn render<T: AsRef<str>>(sections: &[(T, Vec<Row>)]) -> String {
     let header = ["metric", "ours", "reference", "target", "ok"];
     let cells = |r: &Row| {
         let ok = match r.ok {
@@ -83,7 +83,7 @@ pub fn render(sections: &[(&str, Vec<Row>)]) -> String {
             out,
             "{}",
             line([
-                format!("[{title}]"),
+                format!("[{}]", title.as_ref()),
                 "".into(),
                 "".into(),
                 "".into(),

@@ -322,7 +322,7 @@ async fn handle_request(
     } else {
         match authorize(&gateway.context, route, params, &incoming).await {
             Ok(context) => context,
-            Err(response) => return to_axum(response),
+            Err(response) => return to_axum(*response),
         }
     };
 
@@ -344,6 +344,9 @@ async fn handle_request(
     }
 }
 
+/// The response that ends a request the authorizer did not allow.
+type Refusal = Box<lambda_http::Response<lambda_http::Body>>;
+
 /// Calls the authorizer as API Gateway does and applies its answer: the
 /// principal's context, or the response that ends the request.
 async fn authorize(
@@ -351,7 +354,7 @@ async fn authorize(
     route: &Route,
     params: &HashMap<String, String>,
     incoming: &Incoming,
-) -> Result<HashMap<String, Value>, lambda_http::Response<lambda_http::Body>> {
+) -> Result<HashMap<String, Value>, Refusal> {
     let method_arn = format!(
         "arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:local/{STAGE}/{}/{}",
         incoming.method,
@@ -363,12 +366,14 @@ async fn authorize(
         .await;
     match outcome {
         Ok(Ok(response)) => decide(&response, &method_arn),
-        Ok(Err(authorizer::AuthorizerError::Unauthorized)) => {
-            Err(pacs_shared::http::error_response(&ApiError::unauthorized()))
-        }
-        Ok(Err(e)) => Err(pacs_shared::http::error_response(&ApiError::internal(e))),
-        Err(_) => Err(pacs_shared::http::error_response(&ApiError::internal(
-            "the authorizer panicked",
+        Ok(Err(authorizer::AuthorizerError::Unauthorized)) => Err(Box::new(
+            pacs_shared::http::error_response(&ApiError::unauthorized()),
+        )),
+        Ok(Err(e)) => Err(Box::new(pacs_shared::http::error_response(
+            &ApiError::internal(e),
+        ))),
+        Err(_) => Err(Box::new(pacs_shared::http::error_response(
+            &ApiError::internal("the authorizer panicked"),
         ))),
     }
 }
@@ -378,7 +383,7 @@ async fn authorize(
 fn decide(
     response: &ApiGatewayCustomAuthorizerResponse,
     method_arn: &str,
-) -> Result<HashMap<String, Value>, lambda_http::Response<lambda_http::Body>> {
+) -> Result<HashMap<String, Value>, Refusal> {
     let covers = |s: &aws_lambda_events::iam::IamPolicyStatement| {
         s.action.iter().any(|a| glob_match(a, "execute-api:Invoke"))
             && s.resource.iter().any(|r| glob_match(r, method_arn))
@@ -401,7 +406,7 @@ fn decide(
     let text = |k: &str| context.get(k).and_then(Value::as_str).map(str::to_owned);
     let code = text("code").unwrap_or_else(|| "Forbidden".into());
     let message = text("message").unwrap_or_else(|| "this key may not access this resource".into());
-    Err(error(StatusCode::FORBIDDEN, &code, message))
+    Err(Box::new(error(StatusCode::FORBIDDEN, &code, message)))
 }
 
 /// `*` matches any run of characters, `?` any one, as in IAM policies.

@@ -74,6 +74,7 @@ async fn put_events(State(bus): State<Arc<Bus>>, headers: HeaderMap, body: Bytes
         .expect("time formats");
     let mut results = Vec::new();
     let mut lines = String::new();
+    let mut published = Vec::new();
     for entry in entries {
         let id = uuid_like();
         let detail = entry
@@ -95,7 +96,7 @@ async fn put_events(State(bus): State<Arc<Bus>>, headers: HeaderMap, body: Bytes
         });
         lines.push_str(&event.to_string());
         lines.push('\n');
-        let _ = bus.subscribers.send(event);
+        published.push(event);
         results.push(json!({ "EventId": id }));
     }
 
@@ -106,11 +107,19 @@ async fn put_events(State(bus): State<Arc<Bus>>, headers: HeaderMap, body: Bytes
             .append(true)
             .open(&*path)
             .await?;
-        file.write_all(lines.as_bytes()).await
+        file.write_all(lines.as_bytes()).await?;
+        // tokio hands writes to a blocking thread: flush so the line is in
+        // the file before anyone is told.
+        file.flush().await
     };
     if let Err(e) = written.await {
         tracing::error!(error = %e, "events not recorded");
         return aws_error("InternalException", "the event log could not be written");
+    }
+
+    // Subscribers hear of an event only once it is in the log.
+    for event in published {
+        let _ = bus.subscribers.send(event);
     }
 
     let body = json!({ "FailedEntryCount": 0, "Entries": results });

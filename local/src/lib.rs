@@ -6,6 +6,16 @@
 //! route handlers with the same API Gateway events Lambda would hand them,
 //! and the S3 server delivers real S3 events to the object-created handler.
 //! Tests start a [`Stack`] on port 0; the CLI starts one on the ports given.
+//!
+//! The data dir holds `dynamodb.sqlite` (the tables), `s3/` (the bucket),
+//! `secrets.json` and `platform-admin.key` (pepper and platform key),
+//! `s3-credentials.json` (the local access key), `events.jsonl` (every
+//! published event) and `dead-letter/` (S3 events whose three attempts
+//! failed).
+//!
+//! Where it differs from AWS: the authorizer's answer is never cached (a
+//! revoked key fails at once), the event bus records events but routes
+//! them nowhere, and S3 events go only to `on-object-created`.
 
 mod api;
 mod dynamodb;
@@ -198,6 +208,7 @@ impl Stack {
             calls: calls.clone(),
         };
         tasks.push(api::serve(api, gateway, stop_rx.clone()));
+        tasks.push(sweep_stable_studies(context.clone(), stop_rx.clone()));
 
         tracing::info!(
             api = %api_addr, s3 = %s3_addr, dynamodb = %dynamodb_addr, events = %events_addr,
@@ -343,6 +354,28 @@ impl Drop for Stack {
             task.abort();
         }
     }
+}
+
+/// How often the local stack runs the stable-study sweep, as the
+/// scheduled `stable-studies` function does in AWS.
+pub const STABLE_SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// Runs `announce_stable_studies` every [`STABLE_SWEEP_EVERY`] until `stop`;
+/// a failed sweep is logged and retried at the next tick.
+fn sweep_stable_studies(context: Arc<Context>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STABLE_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = on_object_created::announce_stable_studies(&context).await {
+                tracing::error!(error = %e, "stable-study sweep failed");
+            }
+        }
+    })
 }
 
 fn prepare_dir(dir: &Path) -> Result<PathBuf, StartError> {

@@ -443,6 +443,100 @@ pub fn serve(
 mod tests {
     use super::*;
 
+    /// A context whose DynamoDB and S3 refuse every connection: whatever
+    /// the indexer does, it meets an unexpected failure.
+    async fn unreachable_context(dir: &Path) -> Arc<Context> {
+        let settings = pacs_shared::Settings::from_lookup(|name| {
+            Some(match name {
+                "TENANTS_TABLE" => "t".to_owned(),
+                "ARCHIVE_TABLE" => "a".to_owned(),
+                "DICOM_BUCKET" => DICOM_BUCKET.to_owned(),
+                "SECRETS_FILE" => dir.join("absent.json").display().to_string(),
+                "DYNAMODB_ENDPOINT" | "S3_ENDPOINT" | "EVENTS_ENDPOINT" => {
+                    "http://127.0.0.1:1".to_owned()
+                }
+                _ => return None,
+            })
+        })
+        .unwrap();
+        let creds = S3Credentials {
+            access_key_id: "PACSLOCALTEST".into(),
+            secret_access_key: "secret".into(),
+        };
+        let config = crate::sdk_config(&creds).await;
+        let clients = pacs_shared::Clients::from_config(&config, &settings);
+        Arc::new(Context::new(settings, clients))
+    }
+
+    #[tokio::test]
+    async fn a_failing_event_is_tried_three_times_then_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = broadcast::channel(8);
+        let object = ObjectCreated {
+            event_name: "ObjectCreated:Put",
+            bucket: DICOM_BUCKET.into(),
+            key: "dicom/hosp_0123456789abcdef/upl_0123456789abcdef0123456789abcdef.dcm".into(),
+            size: 10,
+            e_tag: "e".into(),
+            principal: "AWS:PACSLOCALTEST".into(),
+            source_ip: "127.0.0.1".into(),
+        };
+        let event = build_event(&object, 7).unwrap();
+        let context = unreachable_context(dir.path()).await;
+        let letters = dir.path().join("dead-letter");
+
+        deliver(
+            context,
+            event.clone(),
+            vec![Duration::ZERO],
+            letters.clone(),
+            tx,
+            7,
+        )
+        .await;
+
+        for attempt in 1..=3 {
+            let delivery = rx.try_recv().expect("one report per attempt");
+            assert_eq!(delivery.attempt, attempt);
+            assert!(delivery.outcome.is_err());
+        }
+        let files: Vec<_> = std::fs::read_dir(&letters).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let letter: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(files[0].as_ref().unwrap().path()).unwrap())
+                .unwrap();
+        assert_eq!(letter["attempts"], 3);
+        assert_eq!(letter["event"], serde_json::to_value(&event).unwrap());
+        assert!(letter["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+
+    #[test]
+    fn events_carry_every_field_s3_fills_in() {
+        let object = ObjectCreated {
+            event_name: "ObjectCreated:Put",
+            bucket: DICOM_BUCKET.into(),
+            key: "dicom/h/a b.dcm".into(),
+            size: 42,
+            e_tag: "abc".into(),
+            principal: "AWS:K".into(),
+            source_ip: "127.0.0.1".into(),
+        };
+        let event = build_event(&object, 1).unwrap();
+        let json = serde_json::to_value(&event).unwrap();
+        let record = &json["Records"][0];
+        assert_eq!(record["eventVersion"], "2.1");
+        assert_eq!(record["awsRegion"], REGION);
+        assert_eq!(record["requestParameters"]["sourceIPAddress"], "127.0.0.1");
+        assert_eq!(record["s3"]["object"]["key"], "dicom/h/a+b.dcm");
+        assert_eq!(record["s3"]["object"]["size"], 42);
+        assert!(
+            record["s3"]["object"]["sequencer"]
+                .as_str()
+                .is_some_and(|s| s.len() >= 16)
+        );
+        assert!(record["responseElements"]["x-amz-request-id"].is_string());
+    }
+
     #[test]
     fn keys_are_encoded_as_s3_events_carry_them() {
         assert_eq!(

@@ -441,12 +441,11 @@ pub async fn mark_rejected(
     }
 }
 
-/// Whether `s` is a DICOM UID: 1 to 64 characters of digits and dots, no
-/// empty component.
+/// Whether `s` is a DICOM UID, by the reader's rule
+/// ([`crate::dicom::is_valid_uid`]), so a declared UID and the file's are
+/// judged alike.
 pub fn is_valid_uid(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.split('.').all(|c| !c.is_empty())
+    crate::dicom::is_valid_uid(s)
 }
 
 #[cfg(test)]
@@ -483,7 +482,7 @@ mod tests {
     #[test]
     fn uids_are_checked() {
         assert!(is_valid_uid("1.2.840.10008.5.1.4.1.1.2"));
-        for bad in ["", "1..2", "1.2.", "1.2a", "1#2", &"1".repeat(65)] {
+        for bad in ["", "1..2", "1.2.", "1.2a", "1#2", "1.02", &"1".repeat(65)] {
             assert!(!is_valid_uid(bad), "{bad}");
         }
     }

@@ -15,38 +15,44 @@ use sha2::{Digest, Sha256};
 type Item = HashMap<String, AttributeValue>;
 
 /// A stack on a temporary data dir, with an HTTP client.
-struct Harness {
-    stack: Stack,
+pub(crate) struct Harness {
+    pub(crate) stack: Stack,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 /// A registered hospital and its agent key.
-struct Hospital {
-    id: String,
-    key: String,
+pub(crate) struct Hospital {
+    pub(crate) id: String,
+    pub(crate) key: String,
 }
 
 /// A presigned upload as the API returned it.
 #[derive(Clone)]
-struct Upload {
-    id: String,
+pub(crate) struct Upload {
+    pub(crate) id: String,
     url: String,
     headers: serde_json::Map<String, Value>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 impl Harness {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let stack = Stack::start(StackOptions::new(dir.path())).await.expect("stack starts");
-        Harness { stack, http: reqwest::Client::new(), _dir: dir }
+        let stack = Stack::start(StackOptions::new(dir.path()))
+            .await
+            .expect("stack starts");
+        Harness {
+            stack,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
-    async fn register(&self, name: &str) -> Hospital {
+    pub(crate) async fn register(&self, name: &str) -> Hospital {
         let resp = self
             .http
             .post(format!("{}/api/hospitals/register", self.stack.api_url()))
@@ -83,7 +89,7 @@ impl Harness {
         (resp.status().as_u16(), resp.json().await.expect("json"))
     }
 
-    async fn get_upload(&self, key: &str, id: &str) -> (u16, Value) {
+    pub(crate) async fn get_upload(&self, key: &str, id: &str) -> (u16, Value) {
         let resp = self
             .http
             .get(format!("{}/api/uploads/{id}", self.stack.api_url()))
@@ -95,7 +101,12 @@ impl Harness {
     }
 
     /// Presigns one file, declaring `uids` (study, series, sop) if given.
-    async fn presign(&self, h: &Hospital, bytes: &[u8], uids: Option<[&str; 3]>) -> Upload {
+    pub(crate) async fn presign(
+        &self,
+        h: &Hospital,
+        bytes: &[u8],
+        uids: Option<[&str; 3]>,
+    ) -> Upload {
         let mut file = json!({ "size": bytes.len(), "sha256": sha256_hex(bytes) });
         if let Some([study, series, sop]) = uids {
             file["studyInstanceUid"] = json!(study);
@@ -123,7 +134,7 @@ impl Harness {
     }
 
     /// Polls the upload until it leaves `pending`.
-    async fn settled(&self, h: &Hospital, id: &str) -> Value {
+    pub(crate) async fn settled(&self, h: &Hospital, id: &str) -> Value {
         for _ in 0..300 {
             let (status, body) = self.get_upload(&h.key, id).await;
             assert_eq!(status, 200, "{body}");
@@ -162,7 +173,7 @@ impl Harness {
         self.item(&table, pk, sk).await
     }
 
-    async fn object_exists(&self, key: &str) -> bool {
+    pub(crate) async fn object_exists(&self, key: &str) -> bool {
         let ctx = self.stack.context();
         ctx.clients
             .s3
@@ -174,12 +185,29 @@ impl Harness {
             .is_ok()
     }
 
+    /// The user metadata of an object (panics when it is missing).
+    async fn object_metadata(&self, key: &str) -> HashMap<String, String> {
+        let ctx = self.stack.context();
+        let head = ctx
+            .clients
+            .s3
+            .head_object()
+            .bucket(&ctx.settings.bucket)
+            .key(key)
+            .send();
+        let head = head.await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        head.metadata.unwrap_or_default()
+    }
+
     /// Sum of the hospital's stored-bytes shards.
     async fn stored(&self, h: &Hospital) -> (i64, i64) {
         let table = self.stack.context().settings.tenants_table.clone();
         let (mut bytes, mut count) = (0, 0);
         for shard in 0..16 {
-            if let Some(item) = self.item(&table, &format!("{}#USAGE#{shard}", h.id), "USAGE").await {
+            if let Some(item) = self
+                .item(&table, &format!("{}#USAGE#{shard}", h.id), "USAGE")
+                .await
+            {
                 bytes += num(&item, "storedBytes");
                 count += num(&item, "instances");
             }
@@ -189,7 +217,9 @@ impl Harness {
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn num(item: &Item, name: &str) -> i64 {
@@ -215,8 +245,11 @@ async fn indexes_every_encoding_field_by_field() {
     let ct = DicomFixture::ct();
     let variants = vec![
         ct.clone(),
-        ct.next_instance().transfer_syntax(TransferSyntax::ImplicitVrLittleEndian),
-        ct.next_instance().next_instance().transfer_syntax(TransferSyntax::ExplicitVrBigEndian),
+        ct.next_instance()
+            .transfer_syntax(TransferSyntax::ImplicitVrLittleEndian),
+        ct.next_instance()
+            .next_instance()
+            .transfer_syntax(TransferSyntax::ExplicitVrBigEndian),
         DicomFixture::new(Modality::Mr)
             .transfer_syntax(TransferSyntax::DeflatedExplicitVrLittleEndian),
         DicomFixture::new(Modality::Mr).frames(4),
@@ -233,10 +266,16 @@ async fn indexes_every_encoding_field_by_field() {
         assert_eq!(status["seriesInstanceUid"], f.series_instance_uid.as_str());
         assert_eq!(status["replaced"], false);
 
-        let inst = harness.archive(&study_pk(&h, f), &instance_sk(f)).await.expect("instance");
+        let inst = harness
+            .archive(&study_pk(&h, f), &instance_sk(f))
+            .await
+            .expect("instance");
         assert_eq!(text(&inst, "hospitalId"), Some(h.id.as_str()));
         assert_eq!(text(&inst, "sopClassUid"), Some(f.sop_class_uid.as_str()));
-        assert_eq!(text(&inst, "transferSyntaxUid"), Some(f.options.transfer_syntax.uid()));
+        assert_eq!(
+            text(&inst, "transferSyntaxUid"),
+            Some(f.options.transfer_syntax.uid())
+        );
         assert_eq!(text(&inst, "sha256"), Some(sha256_hex(&bytes).as_str()));
         assert_eq!(num(&inst, "sizeBytes"), size);
         assert_eq!(num(&inst, "rows"), f.rows as i64);
@@ -252,30 +291,54 @@ async fn indexes_every_encoding_field_by_field() {
         assert!(harness.object_exists(key).await);
         let metadata: Value =
             serde_json::from_str(text(&inst, "metadata").expect("metadata")).expect("json");
-        assert_eq!(metadata["00080018"]["Value"][0], f.sop_instance_uid.as_str());
+        assert_eq!(
+            metadata["00080018"]["Value"][0],
+            f.sop_instance_uid.as_str()
+        );
 
         let series = harness
-            .archive(&study_pk(&h, f), &format!("SERIES#{}", f.series_instance_uid))
+            .archive(
+                &study_pk(&h, f),
+                &format!("SERIES#{}", f.series_instance_uid),
+            )
             .await
             .expect("series");
         assert_eq!(text(&series, "modality"), Some(f.modality.code()));
-        assert_eq!(text(&series, "seriesDescription"), f.series_description.as_deref());
-        assert_eq!(text(&series, "bodyPartExamined"), f.body_part_examined.as_deref());
+        assert_eq!(
+            text(&series, "seriesDescription"),
+            f.series_description.as_deref()
+        );
+        assert_eq!(
+            text(&series, "bodyPartExamined"),
+            f.body_part_examined.as_deref()
+        );
         if let Some(n) = f.series_number {
             assert_eq!(num(&series, "seriesNumber"), n as i64);
         }
 
-        let study = harness.archive(&study_pk(&h, f), "STUDY").await.expect("study");
+        let study = harness
+            .archive(&study_pk(&h, f), "STUDY")
+            .await
+            .expect("study");
         assert_eq!(text(&study, "patientId"), f.patient_id.as_deref());
         assert_eq!(text(&study, "patientName"), f.patient_name.as_deref());
         let lower = f.patient_name.as_deref().map(str::to_lowercase);
         assert_eq!(text(&study, "patientNameLower"), lower.as_deref());
-        assert_eq!(text(&study, "patientBirthDate"), f.patient_birth_date.as_deref());
+        assert_eq!(
+            text(&study, "patientBirthDate"),
+            f.patient_birth_date.as_deref()
+        );
         assert_eq!(text(&study, "patientSex"), f.patient_sex.as_deref());
         assert_eq!(text(&study, "studyDate"), f.study_date.as_deref());
         assert_eq!(text(&study, "studyTime"), f.study_time.as_deref());
-        assert_eq!(text(&study, "accessionNumber"), f.accession_number.as_deref());
-        assert_eq!(text(&study, "studyDescription"), f.study_description.as_deref());
+        assert_eq!(
+            text(&study, "accessionNumber"),
+            f.accession_number.as_deref()
+        );
+        assert_eq!(
+            text(&study, "studyDescription"),
+            f.study_description.as_deref()
+        );
         assert_eq!(text(&study, "gsi1pk"), Some(h.id.as_str()));
         let gsi1sk = format!(
             "{}{}#{}",
@@ -284,7 +347,10 @@ async fn indexes_every_encoding_field_by_field() {
             f.study_instance_uid
         );
         assert_eq!(text(&study, "gsi1sk"), Some(gsi1sk.as_str()));
-        let modalities = study.get("modalities").and_then(|m| m.as_ss().ok()).expect("modalities");
+        let modalities = study
+            .get("modalities")
+            .and_then(|m| m.as_ss().ok())
+            .expect("modalities");
         assert!(modalities.contains(&f.modality.code().to_owned()));
         for field in ["createdAt", "updatedAt", "lastInstanceAt"] {
             assert!(text(&study, field).is_some(), "{field}");
@@ -292,13 +358,22 @@ async fn indexes_every_encoding_field_by_field() {
     }
 
     // The three CT instances share a study and a series.
-    let study = harness.archive(&study_pk(&h, &ct), "STUDY").await.expect("study");
+    let study = harness
+        .archive(&study_pk(&h, &ct), "STUDY")
+        .await
+        .expect("study");
     assert_eq!(num(&study, "numberOfInstances"), 3);
     assert_eq!(num(&study, "numberOfSeries"), 1);
-    let ct_bytes: i64 = variants[..3].iter().map(|f| f.to_bytes().len() as i64).sum();
+    let ct_bytes: i64 = variants[..3]
+        .iter()
+        .map(|f| f.to_bytes().len() as i64)
+        .sum();
     assert_eq!(num(&study, "sizeBytes"), ct_bytes);
     let series = harness
-        .archive(&study_pk(&h, &ct), &format!("SERIES#{}", ct.series_instance_uid))
+        .archive(
+            &study_pk(&h, &ct),
+            &format!("SERIES#{}", ct.series_instance_uid),
+        )
         .await
         .expect("series");
     assert_eq!(num(&series, "numberOfInstances"), 3);
@@ -328,7 +403,9 @@ async fn replayed_events_and_duplicate_files_count_once() {
     // The same event three more times.
     let ctx = harness.stack.context();
     for _ in 0..3 {
-        on_object_created::handle(&ctx, captured.clone()).await.expect("replay succeeds");
+        on_object_created::handle(&ctx, captured.clone())
+            .await
+            .expect("replay succeeds");
     }
     let pk = study_pk(&h, &f);
     let study = harness.archive(&pk, "STUDY").await.expect("study");
@@ -353,8 +430,15 @@ async fn replayed_events_and_duplicate_files_count_once() {
         .expect("series");
     assert_eq!(num(&series, "numberOfInstances"), 1);
     assert_eq!(harness.stored(&h).await, (bytes.len() as i64, 1));
-    assert!(!harness.object_exists(&format!("dicom/{}/{}.dcm", h.id, second.id)).await);
-    let inst = harness.archive(&pk, &instance_sk(&f)).await.expect("instance");
+    assert!(
+        !harness
+            .object_exists(&format!("dicom/{}/{}.dcm", h.id, second.id))
+            .await
+    );
+    let inst = harness
+        .archive(&pk, &instance_sk(&f))
+        .await
+        .expect("instance");
     assert!(harness.object_exists(text(&inst, "s3Key").unwrap()).await);
     harness.stack.shutdown().await;
 }
@@ -369,9 +453,12 @@ async fn a_different_file_replaces_the_instance_once() {
     let status = harness.ingest(&h, first_bytes.clone()).await;
     assert_eq!(status["status"], "indexed");
     let pk = study_pk(&h, &first);
-    let old_key = text(&harness.archive(&pk, &instance_sk(&first)).await.unwrap(), "s3Key")
-        .unwrap()
-        .to_owned();
+    let old_key = text(
+        &harness.archive(&pk, &instance_sk(&first)).await.unwrap(),
+        "s3Key",
+    )
+    .unwrap()
+    .to_owned();
 
     // Same instance, different content and size.
     let mut second = first.clone();
@@ -383,14 +470,23 @@ async fn a_different_file_replaces_the_instance_once() {
     assert_eq!(status["status"], "indexed", "{status}");
     assert_eq!(status["replaced"], true);
 
-    let inst = harness.archive(&pk, &instance_sk(&first)).await.expect("instance");
-    assert_eq!(text(&inst, "sha256"), Some(sha256_hex(&second_bytes).as_str()));
+    let inst = harness
+        .archive(&pk, &instance_sk(&first))
+        .await
+        .expect("instance");
+    assert_eq!(
+        text(&inst, "sha256"),
+        Some(sha256_hex(&second_bytes).as_str())
+    );
     assert_eq!(num(&inst, "sizeBytes"), second_bytes.len() as i64);
     let study = harness.archive(&pk, "STUDY").await.expect("study");
     assert_eq!(num(&study, "numberOfInstances"), 1);
     assert_eq!(num(&study, "sizeBytes"), second_bytes.len() as i64);
     assert_eq!(harness.stored(&h).await, (second_bytes.len() as i64, 1));
-    assert!(!harness.object_exists(&old_key).await, "the superseded object is deleted");
+    assert!(
+        !harness.object_exists(&old_key).await,
+        "the superseded object is deleted"
+    );
     assert!(harness.object_exists(text(&inst, "s3Key").unwrap()).await);
     harness.stack.shutdown().await;
 }
@@ -415,19 +511,36 @@ async fn bad_files_are_quarantined_with_their_reason() {
         ),
     ];
     for (name, bytes, uids) in cases {
-        let declared = uids.as_ref().map(|u| [u[0].as_str(), u[1].as_str(), u[2].as_str()]);
+        let declared = uids
+            .as_ref()
+            .map(|u| [u[0].as_str(), u[1].as_str(), u[2].as_str()]);
         let upload = harness.presign(&h, &bytes, declared).await;
         assert_eq!(harness.put(&upload, bytes).await, 200, "{name}");
         let status = harness.settled(&h, &upload.id).await;
         assert_eq!(status["status"], "rejected", "{name}: {status}");
         let reason = status["reason"].as_str().expect("reason");
         assert!(!reason.is_empty(), "{name}");
-        assert!(!reason.contains("DOE"), "{name}: the reason holds no patient data");
-        assert!(harness.object_exists(&format!("quarantine/{}/{}.dcm", h.id, upload.id)).await);
-        assert!(!harness.object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id)).await);
+        assert!(
+            !reason.contains("DOE"),
+            "{name}: the reason holds no patient data"
+        );
+        let quarantined = format!("quarantine/{}/{}.dcm", h.id, upload.id);
+        let metadata = harness.object_metadata(&quarantined).await;
+        let recorded = metadata.get("quarantine-reason").map(String::as_str);
+        assert_eq!(recorded, Some(reason), "{name}");
+        assert!(
+            !harness
+                .object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id))
+                .await
+        );
     }
     assert_eq!(harness.stored(&h).await.1, 0);
-    assert!(harness.archive(&study_pk(&h, &good), "STUDY").await.is_none());
+    assert!(
+        harness
+            .archive(&study_pk(&h, &good), "STUDY")
+            .await
+            .is_none()
+    );
     harness.stack.shutdown().await;
 }
 
@@ -458,9 +571,23 @@ async fn an_object_under_another_hospitals_prefix_is_quarantined() {
     assert!(delivered.outcome.is_ok(), "{:?}", delivered.outcome);
 
     assert!(!harness.object_exists(&key).await);
-    assert!(harness.object_exists(&format!("quarantine/{}/{}.dcm", b.id, upload.id)).await);
-    assert!(harness.archive(&format!("{}#{}", b.id, f.study_instance_uid), "STUDY").await.is_none());
-    assert!(harness.archive(&format!("{}#{}", a.id, f.study_instance_uid), "STUDY").await.is_none());
+    assert!(
+        harness
+            .object_exists(&format!("quarantine/{}/{}.dcm", b.id, upload.id))
+            .await
+    );
+    assert!(
+        harness
+            .archive(&format!("{}#{}", b.id, f.study_instance_uid), "STUDY")
+            .await
+            .is_none()
+    );
+    assert!(
+        harness
+            .archive(&format!("{}#{}", a.id, f.study_instance_uid), "STUDY")
+            .await
+            .is_none()
+    );
     let (_, status) = harness.get_upload(&a.key, &upload.id).await;
     assert_eq!(status["data"]["status"], "pending");
     harness.stack.shutdown().await;
@@ -481,18 +608,28 @@ async fn tampered_puts_are_refused_and_the_upload_stays_pending() {
     // Another length, with its true Content-Length: not the signed one.
     let mut longer = bytes.clone();
     longer.extend_from_slice(b"xx");
-    let mut wrong_length = Upload { headers: upload.headers.clone(), ..upload.clone() };
+    let mut wrong_length = Upload {
+        headers: upload.headers.clone(),
+        ..upload.clone()
+    };
     wrong_length.headers.remove("content-length");
     assert!(harness.put(&wrong_length, longer).await >= 400);
     // No checksum header at all.
-    let mut unsigned = Upload { headers: upload.headers.clone(), ..upload.clone() };
+    let mut unsigned = Upload {
+        headers: upload.headers.clone(),
+        ..upload.clone()
+    };
     unsigned.headers.remove("x-amz-checksum-sha256");
     assert!(harness.put(&unsigned, bytes.clone()).await >= 400);
 
     let (status, body) = harness.get_upload(&h.key, &upload.id).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["status"], "pending");
-    assert!(!harness.object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id)).await);
+    assert!(
+        !harness
+            .object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id))
+            .await
+    );
     harness.stack.shutdown().await;
 }
 
@@ -504,17 +641,32 @@ async fn bad_requests_other_tenants_and_quota_are_refused() {
     let sha = "ab".repeat(32);
 
     for (body, needle) in [
-        (json!({"files": [{"size": 10, "sha256": "abc"}]}), "files[0].sha256"),
-        (json!({"files": [{"size": 0, "sha256": sha}]}), "files[0].size"),
-        (json!({"files": [{"size": -4, "sha256": sha}]}), "files[0].size"),
-        (json!({"files": vec![json!({"size": 1, "sha256": sha}); 101]}), "101"),
+        (
+            json!({"files": [{"size": 10, "sha256": "abc"}]}),
+            "files[0].sha256",
+        ),
+        (
+            json!({"files": [{"size": 0, "sha256": sha}]}),
+            "files[0].size",
+        ),
+        (
+            json!({"files": [{"size": -4, "sha256": sha}]}),
+            "files[0].size",
+        ),
+        (
+            json!({"files": vec![json!({"size": 1, "sha256": sha}); 101]}),
+            "101",
+        ),
     ] {
         let (status, resp) = harness.post_uploads(&a.key, body).await;
         assert_eq!(status, 400, "{resp}");
         assert!(resp["message"].as_str().unwrap().contains(needle), "{resp}");
     }
     let (status, resp) = harness
-        .post_uploads(&a.key, json!({"files": [{"size": 6_000_000_000u64, "sha256": sha}]}))
+        .post_uploads(
+            &a.key,
+            json!({"files": [{"size": 6_000_000_000u64, "sha256": sha}]}),
+        )
         .await;
     assert_eq!(status, 413, "{resp}");
 
@@ -523,25 +675,34 @@ async fn bad_requests_other_tenants_and_quota_are_refused() {
     let upload = harness.presign(&a, &bytes, None).await;
     let (status, _) = harness.get_upload(&b.key, &upload.id).await;
     assert_eq!(status, 404);
-    let (status, _) = harness.get_upload(&a.key, "upl_000000000000000000000000").await;
+    let (status, _) = harness
+        .get_upload(&a.key, "upl_000000000000000000000000")
+        .await;
     assert_eq!(status, 404);
 
     // A basic plan holds 100 GB: 100 files of 2 GB pass it.
     let big = json!({"size": 2_000_000_000u64, "sha256": sha});
-    let (status, resp) = harness.post_uploads(&a.key, json!({"files": vec![big; 100]})).await;
+    let (status, resp) = harness
+        .post_uploads(&a.key, json!({"files": vec![big; 100]}))
+        .await;
     assert_eq!(status, 403, "{resp}");
     assert_eq!(resp["code"], "QuotaExceeded");
-    assert!(resp["message"].as_str().unwrap().contains("100000000000"), "{resp}");
+    assert!(
+        resp["message"].as_str().unwrap().contains("100000000000"),
+        "{resp}"
+    );
 
     // Pending reservations count: 40 GB twice fits, a third does not.
     let forty = json!({"size": 2_000_000_000u64, "sha256": sha});
     for _ in 0..2 {
-        let (status, resp) =
-            harness.post_uploads(&b.key, json!({"files": vec![forty.clone(); 20]})).await;
+        let (status, resp) = harness
+            .post_uploads(&b.key, json!({"files": vec![forty.clone(); 20]}))
+            .await;
         assert_eq!(status, 201, "{resp}");
     }
-    let (status, resp) =
-        harness.post_uploads(&b.key, json!({"files": vec![forty.clone(); 20]})).await;
+    let (status, resp) = harness
+        .post_uploads(&b.key, json!({"files": vec![forty.clone(); 20]}))
+        .await;
     assert_eq!(status, 403, "{resp}");
     assert_eq!(resp["code"], "QuotaExceeded");
     harness.stack.shutdown().await;
@@ -564,7 +725,10 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
     };
     let text = indexed.to_string();
     assert!(text.contains(&f.sop_instance_uid), "{text}");
-    assert!(!text.contains("DOE") && !text.contains("MRN00412345"), "{text}");
+    assert!(
+        !text.contains("DOE") && !text.contains("MRN00412345"),
+        "{text}"
+    );
 
     // A sweep with a zero quiet time closes the study once.
     let stack_ctx = harness.stack.context();
@@ -572,8 +736,18 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
     settings.stable_study_after = Duration::ZERO;
     let ctx = pacs_shared::Context::new(settings, stack_ctx.clients.clone());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(on_object_created::announce_stable_studies(&ctx).await.expect("sweep"), 1);
-    assert_eq!(on_object_created::announce_stable_studies(&ctx).await.expect("sweep"), 0);
+    assert_eq!(
+        on_object_created::announce_stable_studies(&ctx)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(
+        on_object_created::announce_stable_studies(&ctx)
+            .await
+            .expect("sweep"),
+        0
+    );
     let stable = loop {
         let event = bus.recv().await.expect("bus event");
         if event.to_string().contains("StudyStable") {
@@ -582,7 +756,10 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
     };
     assert!(stable.contains(&f.study_instance_uid), "{stable}");
     assert!(!stable.contains("DOE"), "{stable}");
-    let study = harness.archive(&study_pk(&h, &f), "STUDY").await.expect("study");
+    let study = harness
+        .archive(&study_pk(&h, &f), "STUDY")
+        .await
+        .expect("study");
     assert!(study.get("stableAt").is_some());
     harness.stack.shutdown().await;
 }

@@ -299,8 +299,8 @@ fn parse_file(i: usize, file: &Value, max_file_bytes: u64) -> ApiResult<FileRequ
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(v)) if uploads::is_valid_uid(v) => Ok(Some(v.clone())),
             Some(_) => Err(ApiError::validation(format!(
-                "files[{i}].{name} must be a DICOM UID: 1 to 64 digits and dots, no empty \
-                 component"
+                "files[{i}].{name} must be a DICOM UID: 1 to 64 characters of digits and \
+                 dots, no empty component, no component with a leading zero"
             ))),
         }
     };
