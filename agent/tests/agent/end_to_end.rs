@@ -294,3 +294,51 @@ async fn status_tells_whether_the_hub_accepts_the_key() {
     assert!(stdout.contains("hub refused the agent"), "{stdout}");
     assert!(!stdout.contains("pk_not_a_real_key_000000"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_file_keeps_the_hubs_reason_and_is_not_sent_again() {
+    let hub = HubStack::start().await;
+    let (hospital_id, key) = hub.register_hospital("Reject General").await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mut broken = vec![0u8; 128];
+    broken.extend_from_slice(b"DICM");
+    broken.extend_from_slice(&[0xff; 64]);
+    std::fs::write(inbox.join("broken"), &broken).unwrap();
+    let settings = merge(
+        hub_settings(&hub, &hospital_id, &key),
+        serde_json::json!({
+            "watchFolder": inbox,
+            "features": { "autoSync": false, "folderWatch": true, "webhooks": false },
+        }),
+    );
+    let config = write_config(dir.path(), settings);
+    let state = dir.path().join("state");
+    let log = dir.path().join("agent.log");
+
+    let agent = Agent::start(&config, &log);
+    let entry = wait_for("the hub's verdict", || {
+        let entries = open_queue(&state).all().ok()?;
+        entries.into_iter().find(|e| e.state == State::Rejected)
+    })
+    .await;
+    assert!(
+        entry.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "{entry:?}"
+    );
+    agent.stop();
+
+    // A restart and more scans later, it was still sent only once.
+    let agent = Agent::start(&config, &log);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agent.stop();
+    assert_eq!(hub.puts(), 1);
+    assert_eq!(open_queue(&state).all().unwrap().len(), 1);
+    let status = agent_command(&config).arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains("rejected 1") && stdout.contains("last error"),
+        "{stdout}"
+    );
+}
