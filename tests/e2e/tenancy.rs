@@ -64,6 +64,8 @@ const ROUTES: &[Route] = &[
     route!(GET "/api/hospitals/{hosp}/grants", Admin),
     route!(DELETE "/api/hospitals/{hosp}/grants/{other}", Admin),
     route!(GET "/api/usage", Admin),
+    route!(GET "/api/audit", Admin),
+    route!(GET "/api/studies", Reader),
     route!(POST "/api/agents/register", Agent, heartbeat()),
     route!(POST "/api/uploads", Agent, json!({"files": [{"size": 10, "sha256": "0".repeat(64)}]})),
     route!(GET "/api/uploads/upl_000000000000000000000000", Agent),

@@ -8,6 +8,7 @@
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use pacs_shared::audit::{self, AuditOutcome, AuditTrail};
 use pacs_shared::auth::{self, KeyId, Principal};
 use pacs_shared::domain::{HospitalId, HospitalStatus, Role};
 use pacs_shared::http::{
@@ -85,8 +86,18 @@ async fn dispatch(ctx: &Context, req: &Request) -> ApiResult<Value> {
                 .parse()
                 .map_err(|_| ApiError::not_found("grant"))?;
             tenants::delete_grant(ctx, &id, &grantee).await?;
+            audit_grant(ctx, &caller, &id, "grant.revoke", &grantee).await;
             tracing::info!(hospital_id = %id, grantee = %grantee, "grant revoked");
             Ok(json!({ "granteeHospitalId": grantee, "status": "revoked" }))
+        }
+        (Method::GET, "/api/audit") => {
+            let hospital = caller
+                .hospital()
+                .filter(|p| p.role == Role::Admin)
+                .ok_or_else(|| {
+                    ApiError::role_required("read the audit trail (hospital admin only)")
+                })?;
+            list_audit(ctx, req, &hospital.hospital_id).await
         }
         (Method::GET, "/api/usage") => {
             let hospital = caller
@@ -360,6 +371,60 @@ async fn create_grant(
         .map(|p| p.key_id.to_string())
         .unwrap_or_default();
     let grant = tenants::put_grant(ctx, id, &grantee, &by).await?;
+    audit_grant(ctx, caller, id, "grant.create", &grantee).await;
     tracing::info!(hospital_id = %id, grantee = %grantee, "grant given");
     Ok(grant)
+}
+
+/// Records a grant change in the granting hospital's audit trail.
+async fn audit_grant(
+    ctx: &Context,
+    caller: &Principal,
+    owner: &HospitalId,
+    action: &str,
+    grantee: &HospitalId,
+) {
+    if let Some(actor) = caller.hospital() {
+        let mut trail = AuditTrail::new(actor);
+        trail.record(
+            owner,
+            action,
+            format!("grant:{grantee}"),
+            AuditOutcome::Success,
+        );
+        trail.flush(ctx).await;
+    }
+}
+
+async fn list_audit(ctx: &Context, req: &Request, id: &HospitalId) -> ApiResult<Value> {
+    if let Some(bad) = query_names(req)
+        .into_iter()
+        .find(|q| !["from", "to", "limit", "cursor"].contains(&q.as_str()))
+    {
+        return Err(ApiError::validation(format!(
+            "query parameter {bad} is not supported; use from, to, limit and cursor"
+        )));
+    }
+    let (from, to) = audit::parse_audit_range(
+        query_param(req, "from").as_deref(),
+        query_param(req, "to").as_deref(),
+    )?;
+    let limit = match query_param(req, "limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::validation("limit must be a whole number from 1 to 1000"))?,
+    };
+    let page = audit::list_audit(
+        ctx,
+        id,
+        from,
+        to,
+        limit,
+        query_param(req, "cursor").as_deref(),
+    )
+    .await?;
+    serde_json::to_value(page).map_err(ApiError::internal)
 }
