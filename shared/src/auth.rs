@@ -58,7 +58,9 @@ impl std::fmt::Display for KeyId {
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A key as presented by a client, parsed but not yet verified.
@@ -66,7 +68,11 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 pub enum PresentedKey {
     /// A hospital's key: look up `(hospital, key_id)`, compare the secret's
     /// hash.
-    Hospital { hospital: HospitalId, key_id: KeyId, secret: String },
+    Hospital {
+        hospital: HospitalId,
+        key_id: KeyId,
+        secret: String,
+    },
     /// The platform operator's key.
     Platform { secret: String },
 }
@@ -75,7 +81,9 @@ pub enum PresentedKey {
 impl std::fmt::Debug for PresentedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PresentedKey::Hospital { hospital, key_id, .. } => f
+            PresentedKey::Hospital {
+                hospital, key_id, ..
+            } => f
                 .debug_struct("Hospital")
                 .field("hospital", hospital)
                 .field("key_id", key_id)
@@ -90,7 +98,9 @@ impl PresentedKey {
     pub fn parse(token: &str) -> Option<Self> {
         let token = token.trim();
         if let Some(secret) = token.strip_prefix(PLATFORM_KEY_PREFIX) {
-            return valid_secret(secret).then(|| PresentedKey::Platform { secret: secret.into() });
+            return valid_secret(secret).then(|| PresentedKey::Platform {
+                secret: secret.into(),
+            });
         }
         let rest = token.strip_prefix(HOSPITAL_KEY_PREFIX)?;
         let mut parts = rest.splitn(3, '_');
@@ -119,7 +129,9 @@ impl PresentedKey {
 }
 
 fn valid_secret(s: &str) -> bool {
-    s.len() == SECRET_CHARS && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == SECRET_CHARS
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn random_secret() -> String {
@@ -142,8 +154,16 @@ pub struct IssuedKey {
 pub fn issue_hospital_key(pepper: &[u8], hospital: &HospitalId) -> IssuedKey {
     let key_id = KeyId::generate();
     let secret = random_secret();
-    let token = format!("{HOSPITAL_KEY_PREFIX}{}_{}_{secret}", hospital.hex(), key_id.hex());
-    IssuedKey { hash: hash_secret(pepper, &secret), key_id, token }
+    let token = format!(
+        "{HOSPITAL_KEY_PREFIX}{}_{}_{secret}",
+        hospital.hex(),
+        key_id.hex()
+    );
+    IssuedKey {
+        hash: hash_secret(pepper, &secret),
+        key_id,
+        token,
+    }
 }
 
 /// A fresh platform-admin key, for the secret's first value and rotation.
@@ -216,8 +236,11 @@ impl Principal {
                 put("role", p.role.as_str().into());
                 put("keyId", p.key_id.to_string());
                 put("username", p.username.clone().unwrap_or_default());
-                let readable: Vec<&str> =
-                    p.readable_hospitals.iter().map(HospitalId::as_str).collect();
+                let readable: Vec<&str> = p
+                    .readable_hospitals
+                    .iter()
+                    .map(HospitalId::as_str)
+                    .collect();
                 put("readableHospitals", readable.join(","));
                 put("subscriptionExpired", p.subscription_expired.to_string());
             }
@@ -287,8 +310,11 @@ mod tests {
         let pepper = b"pepper";
         let hosp = HospitalId::generate();
         let issued = issue_hospital_key(pepper, &hosp);
-        let Some(PresentedKey::Hospital { hospital, key_id, secret }) =
-            PresentedKey::parse(&issued.token)
+        let Some(PresentedKey::Hospital {
+            hospital,
+            key_id,
+            secret,
+        }) = PresentedKey::parse(&issued.token)
         else {
             panic!("issued key does not parse");
         };
@@ -301,7 +327,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_do_not_parse() {
-        for bad in ["", "phk_", "phk_zz_yy_xx", "pha_short", "Bearer x", "phk_0123456789abcdef_0123456789abcdef_!!"] {
+        for bad in [
+            "",
+            "phk_",
+            "phk_zz_yy_xx",
+            "pha_short",
+            "Bearer x",
+            "phk_0123456789abcdef_0123456789abcdef_!!",
+        ] {
             assert!(PresentedKey::parse(bad).is_none(), "{bad}");
         }
     }

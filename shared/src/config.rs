@@ -139,8 +139,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -172,7 +174,10 @@ mod tests {
         assert_eq!(s.presign_ttl, Duration::from_secs(900));
         assert_eq!(
             s.secrets,
-            SecretSource::SecretsManager { pepper_arn: "arn:p".into(), admin_key_arn: "arn:k".into() }
+            SecretSource::SecretsManager {
+                pepper_arn: "arn:p".into(),
+                admin_key_arn: "arn:k".into()
+            }
         );
         assert!(s.event_bus.is_none());
     }

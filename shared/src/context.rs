@@ -21,7 +21,11 @@ pub struct Context {
 impl Context {
     /// A context over existing settings and clients.
     pub fn new(settings: Settings, clients: Clients) -> Self {
-        Context { settings, clients, secrets: OnceCell::new() }
+        Context {
+            settings,
+            clients,
+            secrets: OnceCell::new(),
+        }
     }
 
     /// Reads the settings from the environment and builds the clients: what

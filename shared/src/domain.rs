@@ -22,7 +22,11 @@ impl HospitalId {
 
     /// A fresh random id.
     pub fn generate() -> Self {
-        HospitalId(format!("{}{}", Self::PREFIX, hex::encode(rand::random::<[u8; 8]>())))
+        HospitalId(format!(
+            "{}{}",
+            Self::PREFIX,
+            hex::encode(rand::random::<[u8; 8]>())
+        ))
     }
 
     /// The id as text.
@@ -46,7 +50,10 @@ impl FromStr for HospitalId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let hex = s.strip_prefix(Self::PREFIX).unwrap_or("");
-        let ok = hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(HospitalId(s.to_owned()))
         } else {
@@ -229,7 +236,9 @@ impl HospitalSettings {
     /// Checks every field, naming the first that is wrong.
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.allowed_ips.len() > 50 {
-            return Err(ApiError::validation("settings.allowedIPs holds at most 50 ranges"));
+            return Err(ApiError::validation(
+                "settings.allowedIPs holds at most 50 ranges",
+            ));
         }
         for cidr in &self.allowed_ips {
             parse_cidr(cidr)?;
@@ -281,7 +290,13 @@ mod tests {
         let id = HospitalId::generate();
         assert_eq!(id.as_str().parse::<HospitalId>().unwrap(), id);
         assert_eq!(HospitalId::from_hex(id.hex()).unwrap(), id);
-        for bad in ["", "hosp_", "hosp_0123", "hosp_0123456789ABCDEF", "x_0123456789abcdef"] {
+        for bad in [
+            "",
+            "hosp_",
+            "hosp_0123",
+            "hosp_0123456789ABCDEF",
+            "x_0123456789abcdef",
+        ] {
             assert!(bad.parse::<HospitalId>().is_err(), "{bad}");
         }
     }

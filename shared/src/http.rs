@@ -26,7 +26,11 @@ pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response<Body> {
 /// error was made).
 pub fn error_response(err: &ApiError) -> Response<Body> {
     if err.status.is_client_error() {
-        tracing::warn!(status = err.status.as_u16(), code = err.code, "request refused");
+        tracing::warn!(
+            status = err.status.as_u16(),
+            code = err.code,
+            "request refused"
+        );
     }
     json_response(err.status, err.body().to_string().into_bytes())
 }
@@ -42,8 +46,10 @@ pub fn respond<T: Serialize>(status: StatusCode, outcome: ApiResult<T>) -> Respo
 fn json_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Body::Binary(bytes));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -69,7 +75,9 @@ pub fn body_bytes(req: &Request, limit: usize) -> ApiResult<&[u8]> {
 pub fn json_body<T: DeserializeOwned>(req: &Request, limit: usize) -> ApiResult<T> {
     let bytes = body_bytes(req, limit)?;
     if bytes.is_empty() {
-        return Err(ApiError::invalid_json("the request body is empty; send a JSON object"));
+        return Err(ApiError::invalid_json(
+            "the request body is empty; send a JSON object",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
@@ -115,4 +123,35 @@ pub fn principal(req: &Request) -> ApiResult<Principal> {
         }
         _ => Err(ApiError::unauthorized()),
     }
+}
+
+/// The route template the request matched, e.g.
+/// `/api/hospitals/{hospitalId}/keys`, as API Gateway reports it.
+pub fn route(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.resource_path.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The client's address as API Gateway saw it.
+pub fn source_ip(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.identity.source_ip.clone().unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The 404 for a method and path no route of this function serves.
+pub fn no_route(req: &Request) -> ApiError {
+    ApiError::not_found(format!("route {} {}", req.method(), req.uri().path()))
+}
+
+/// A JSON body parsed as an object, ready for field-by-field reading.
+pub fn json_fields(req: &Request, limit: usize) -> ApiResult<crate::validate::Fields> {
+    crate::validate::Fields::new(json_body::<serde_json::Value>(req, limit)?)
 }

@@ -61,21 +61,27 @@ struct SecretsFile {
 
 impl Secrets {
     /// Loads the secrets from wherever the settings say they are.
-    pub async fn load(
-        source: &SecretSource,
-        client: &SecretsClient,
-    ) -> Result<Self, SecretsError> {
+    pub async fn load(source: &SecretSource, client: &SecretsClient) -> Result<Self, SecretsError> {
         let (pepper, admin) = match source {
-            SecretSource::SecretsManager { pepper_arn, admin_key_arn } => (
+            SecretSource::SecretsManager {
+                pepper_arn,
+                admin_key_arn,
+            } => (
                 fetch(client, pepper_arn).await?,
                 fetch(client, admin_key_arn).await?,
             ),
             SecretSource::File(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| SecretsError::ReadFile { path: shown.clone(), source })?;
-                let file: SecretsFile = serde_json::from_str(&text)
-                    .map_err(|source| SecretsError::ParseFile { path: shown, source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| SecretsError::ReadFile {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                let file: SecretsFile =
+                    serde_json::from_str(&text).map_err(|source| SecretsError::ParseFile {
+                        path: shown,
+                        source,
+                    })?;
                 (file.pepper, file.platform_admin_key)
             }
         };
@@ -90,9 +96,15 @@ impl Secrets {
             return Err(SecretsError::WeakPepper);
         }
         let admin = platform_admin_key.trim();
-        let platform_admin_key =
-            if admin.starts_with("pha_") { admin.to_owned() } else { format!("pha_{admin}") };
-        Ok(Secrets { pepper: pepper.as_bytes().to_vec(), platform_admin_key })
+        let platform_admin_key = if admin.starts_with("pha_") {
+            admin.to_owned()
+        } else {
+            format!("pha_{admin}")
+        };
+        Ok(Secrets {
+            pepper: pepper.as_bytes().to_vec(),
+            platform_admin_key,
+        })
     }
 }
 
@@ -102,8 +114,13 @@ async fn fetch(client: &SecretsClient, arn: &str) -> Result<String, SecretsError
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| SecretsError::Fetch { arn: arn.to_owned(), source: Box::new(e) })?;
+        .map_err(|e| SecretsError::Fetch {
+            arn: arn.to_owned(),
+            source: Box::new(e),
+        })?;
     out.secret_string
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| SecretsError::Empty { arn: arn.to_owned() })
+        .ok_or_else(|| SecretsError::Empty {
+            arn: arn.to_owned(),
+        })
 }

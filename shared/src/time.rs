@@ -11,7 +11,8 @@ pub fn now() -> OffsetDateTime {
 /// Formats `t` as RFC 3339 with second precision, e.g. `2026-12-03T17:00:00Z`.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// Parses an RFC 3339 timestamp.

@@ -1,4 +1,5 @@
 //! Lambda entry point: logging, settings and clients once, then the handler.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
