@@ -44,6 +44,18 @@ ROUTES = [
     ("x-amazon-apigateway-any-method", "/dicomweb/{proxy+}", "DicomWebFunction"),
 ]
 
+# Functions that load the secrets (Context::secrets or secrets_for_route,
+# directly or through shared::studies::list_studies / audit::list_audit):
+# loading reads the pepper and the platform-admin key together, so these
+# need GetSecretValue on both, and no other function may have it.
+SECRET_READERS = {
+    "AuthorizerFunction",
+    "RegisterHospitalFunction",
+    "ManageHospitalFunction",
+    "QueryStudiesFunction",
+}
+SECRETS = {"PepperSecret", "PlatformAdminKeySecret"}
+
 # Read by shared/src/config.rs but set only on the local stack.
 LOCAL_ONLY_SETTINGS = {"SECRETS_FILE", "DYNAMODB_ENDPOINT", "S3_ENDPOINT", "EVENTS_ENDPOINT"}
 
@@ -189,6 +201,7 @@ def check_functions(template, cfn, root):
         check(fn.get("Handler") == "bootstrap", f"{logical} handler is not bootstrap")
 
         role = cfn["Resources"].get(f"{logical}Role", {}).get("Properties", {})
+        check_secrets(logical, code_uri, role, root)
         for policy in role.get("Policies", []):
             for st in policy["PolicyDocument"]["Statement"]:
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -205,6 +218,38 @@ def check_functions(template, cfn, root):
                         "hosp_*" in cond.get("dynamodb:LeadingKeys", []),
                         f"{logical}: DynamoDB statement {st.get('Sid')} lacks LeadingKeys hosp_*",
                     )
+
+
+def calls_secrets(root, code_uri):
+    """Whether a function crate's own sources load the secrets directly."""
+    src = os.path.join(root, str(code_uri), "src")
+    for dirpath, _, files in os.walk(src):
+        for f in files:
+            if f.endswith(".rs"):
+                text = open(os.path.join(dirpath, f)).read()
+                if re.search(r"\.secrets(_for_route)?\(\)", text):
+                    return True
+    return False
+
+
+def check_secrets(logical, code_uri, role, root):
+    readable = set()
+    for policy in role.get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if "secretsmanager:GetSecretValue" not in actions:
+                continue
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            for r in resources:
+                readable.add(r.get("Ref") if isinstance(r, dict) else r)
+    if logical in SECRET_READERS:
+        check(readable == SECRETS, f"{logical} loads the secrets but reads {sorted(readable)}")
+    else:
+        check(not readable, f"{logical} never loads the secrets but may read {sorted(readable)}")
+        check(
+            not calls_secrets(root, code_uri),
+            f"{logical} calls secrets() but is not in SECRET_READERS",
+        )
 
 
 def check_bucket(cfn):
