@@ -4,8 +4,9 @@ Linters check that the template is valid CloudFormation; this checks that
 it is the one the code and the contract expect: every route reaches its
 function behind the authorizer, the authorizer's identity sources follow
 the cache setting, only dicom/ notifies the indexer, every function is an
-arm64 cargo-lambda build, every setting the code reads is set, and each
-policy stays narrow. Run by scripts/check-template; exits 1 on a finding.
+arm64 cargo-lambda build, every setting the code reads is set, only the
+functions that load the secrets may read them, and each policy stays
+narrow. Run by scripts/check-template; exits 1 on a finding.
 """
 
 import copy
@@ -43,6 +44,29 @@ ROUTES = [
     ("delete", "/api/studies/{studyUid}/shares/{hospitalId}", "ShareStudyFunction"),
     ("x-amazon-apigateway-any-method", "/dicomweb/{proxy+}", "DicomWebFunction"),
 ]
+
+# Functions that load the secrets (Context::secrets or secrets_for_route,
+# directly or through shared::studies::list_studies / audit::list_audit):
+# loading reads the pepper and the platform-admin key together, so these
+# need GetSecretValue on both, and no other function may have it.
+SECRET_READERS = {
+    "AuthorizerFunction",
+    "RegisterHospitalFunction",
+    "ManageHospitalFunction",
+    "QueryStudiesFunction",
+}
+SECRETS = {"PepperSecret", "PlatformAdminKeySecret"}
+
+# Partitions other than a hospital's that a function's DynamoDB statements
+# may name in dynamodb:LeadingKeys: the gsi1 HOSPITALS partition, the only
+# list of hospitals (listing them, and the stable-study sweep).
+NON_HOSPITAL_PARTITIONS = {
+    "ManageHospitalFunction": {"HOSPITALS"},
+    "StableStudiesFunction": {"HOSPITALS"},
+}
+
+# Functions run on a schedule, and their binaries.
+SCHEDULED = {"StableStudiesFunction": "stable-studies"}
 
 # Read by shared/src/config.rs but set only on the local stack.
 LOCAL_ONLY_SETTINGS = {"SECRETS_FILE", "DYNAMODB_ENDPOINT", "S3_ENDPOINT", "EVENTS_ENDPOINT"}
@@ -177,10 +201,24 @@ def check_functions(template, cfn, root):
         binary = meta.get("Binary")
         code_uri = res["Properties"].get("CodeUri", "")
         check(meta.get("BuildMethod") == "rust-cargolambda", f"{logical} is not a cargo-lambda build")
-        check(code_uri == f"functions/{binary}", f"{logical}: CodeUri {code_uri} is not functions/{binary}")
+        # A binary is a crate's main (functions/{binary}) or one of its
+        # src/bin targets.
+        crate = os.path.join(root, str(code_uri))
         check(
-            os.path.exists(os.path.join(root, "functions", str(binary), "Cargo.toml")),
-            f"{logical}: no crate functions/{binary}",
+            code_uri == f"functions/{binary}"
+            or os.path.exists(os.path.join(crate, "src", "bin", f"{binary}.rs")),
+            f"{logical}: binary {binary} is not built by crate {code_uri}",
+        )
+        check(
+            str(code_uri).startswith("functions/")
+            and os.path.exists(os.path.join(crate, "Cargo.toml")),
+            f"{logical}: no crate {code_uri}",
+        )
+        events = res["Properties"].get("Events", {})
+        scheduled = any(e.get("Type") == "Schedule" for e in events.values())
+        check(
+            scheduled == (logical in SCHEDULED) and SCHEDULED.get(logical, binary) == binary,
+            f"{logical}: scheduled is {scheduled}, wants {logical in SCHEDULED}",
         )
 
         fn = cfn["Resources"][logical]["Properties"]
@@ -189,6 +227,7 @@ def check_functions(template, cfn, root):
         check(fn.get("Handler") == "bootstrap", f"{logical} handler is not bootstrap")
 
         role = cfn["Resources"].get(f"{logical}Role", {}).get("Properties", {})
+        check_secrets(logical, code_uri, role, root)
         for policy in role.get("Policies", []):
             for st in policy["PolicyDocument"]["Statement"]:
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -201,10 +240,45 @@ def check_functions(template, cfn, root):
                 check("*" not in resources, f"{logical}: statement {st.get('Sid')} on every resource")
                 if any(a.startswith("dynamodb:") for a in actions):
                     cond = st.get("Condition", {}).get("ForAllValues:StringLike", {})
+                    leading = cond.get("dynamodb:LeadingKeys", [])
+                    allowed = {"hosp_*"} | NON_HOSPITAL_PARTITIONS.get(logical, set())
                     check(
-                        "hosp_*" in cond.get("dynamodb:LeadingKeys", []),
-                        f"{logical}: DynamoDB statement {st.get('Sid')} lacks LeadingKeys hosp_*",
+                        bool(leading) and set(leading) <= allowed,
+                        f"{logical}: DynamoDB statement {st.get('Sid')} has LeadingKeys "
+                        f"{leading}, wants hosp_* (or {sorted(allowed - {'hosp_*'})})",
                     )
+
+
+def calls_secrets(root, code_uri):
+    """Whether a function crate's own sources load the secrets directly."""
+    src = os.path.join(root, str(code_uri), "src")
+    for dirpath, _, files in os.walk(src):
+        for f in files:
+            if f.endswith(".rs"):
+                text = open(os.path.join(dirpath, f)).read()
+                if re.search(r"\.secrets(_for_route)?\(\)", text):
+                    return True
+    return False
+
+
+def check_secrets(logical, code_uri, role, root):
+    readable = set()
+    for policy in role.get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if "secretsmanager:GetSecretValue" not in actions:
+                continue
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            for r in resources:
+                readable.add(r.get("Ref") if isinstance(r, dict) else r)
+    if logical in SECRET_READERS:
+        check(readable == SECRETS, f"{logical} loads the secrets but reads {sorted(readable)}")
+    else:
+        check(not readable, f"{logical} never loads the secrets but may read {sorted(readable)}")
+        check(
+            not calls_secrets(root, code_uri),
+            f"{logical} calls secrets() but is not in SECRET_READERS",
+        )
 
 
 def check_bucket(cfn):
