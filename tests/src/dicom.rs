@@ -752,6 +752,17 @@ pub mod hostile {
         base().encode(&tail.buf)
     }
 
+    /// An implicit VR file whose Image Type (0008,0008) is 1 MiB of
+    /// backslashes: a million empty values, each an allocation to a parser.
+    pub fn many_values() -> Vec<u8> {
+        let mut fixture = base().transfer_syntax(TransferSyntax::ImplicitVrLittleEndian);
+        fixture.options.layout = super::Layout::DatasetOnly;
+        let mut bytes = Encoder::new(false, false);
+        bytes.header(0x0008, 0x0008, *b"CS", 1 << 20);
+        bytes.buf.resize(bytes.buf.len() + (1 << 20), b'\\');
+        [bytes.buf, fixture.to_bytes()].concat()
+    }
+
     /// A Part 10 file with `depth` Content Sequences nested in each other,
     /// each undefined-length and properly delimited.
     pub fn deep_sequences(depth: usize, ts: TransferSyntax) -> Vec<u8> {

@@ -80,6 +80,13 @@ pub enum DicomError {
         cap: usize,
     },
 
+    /// The header holds more values than the cap.
+    #[error("header holds more than {cap} values")]
+    TooManyValues {
+        /// The cap.
+        cap: usize,
+    },
+
     /// The header (everything before Pixel Data) is longer than the cap.
     #[error("header is longer than the cap of {cap} bytes")]
     HeaderTooLarge {
@@ -171,6 +178,7 @@ impl DicomError {
             DicomError::SequenceTooDeep { .. } => "SequenceTooDeep",
             DicomError::TooManyItems { .. } => "TooManyItems",
             DicomError::TooManyElements { .. } => "TooManyElements",
+            DicomError::TooManyValues { .. } => "TooManyValues",
             DicomError::HeaderTooLarge { .. } => "HeaderTooLarge",
             DicomError::MissingDelimiter { .. } => "MissingDelimiter",
             DicomError::Malformed { .. } => "Malformed",

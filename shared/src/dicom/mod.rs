@@ -54,6 +54,9 @@ pub struct HeaderLimits {
     pub max_items: usize,
     /// Element, item and delimiter headers in the whole header.
     pub max_elements: usize,
+    /// Values (a multi-valued element counts each) in the whole header,
+    /// since the parser allocates each one.
+    pub max_values: usize,
 }
 
 impl Default for HeaderLimits {
@@ -64,6 +67,7 @@ impl Default for HeaderLimits {
             max_sequence_depth: 16,
             max_items: 20_000,
             max_elements: 100_000,
+            max_values: 500_000,
         }
     }
 }

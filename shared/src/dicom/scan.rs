@@ -193,6 +193,13 @@ pub(crate) fn scan<'a>(
     // Transfer syntax: declared, or inferred as some modalities require.
     let (syntax, transfer_syntax_uid) = match &meta.transfer_syntax_uid {
         Some(uid) => (Syntax::from_uid(uid), uid.clone()),
+        None if data.len() < dataset_start + 8 && have < object_size => {
+            return Ok(Scan::NeedMore(grow(
+                dataset_start as u64 + 8,
+                have,
+                object_size,
+            )));
+        }
         None => {
             let syntax = infer_syntax(&data[dataset_start..], object_size, dataset_start)?;
             let uid = match syntax {
@@ -440,6 +447,7 @@ struct Walker<'a> {
     limits: &'a HeaderLimits,
     elements: usize,
     items: usize,
+    values: usize,
 }
 
 impl<'a> Walker<'a> {
@@ -452,6 +460,7 @@ impl<'a> Walker<'a> {
             limits,
             elements: 0,
             items: 0,
+            values: 0,
         }
     }
 
@@ -607,11 +616,17 @@ impl<'a> Walker<'a> {
         }
 
         let undefined = h.length == UNDEFINED;
+        // Implicit VR: the dictionary tells sequences and value types.
+        let dictionary = if h.vr.is_none() {
+            dictionary_vr(h.tag)
+        } else {
+            None
+        };
         let sequence = match h.vr {
             Some(VR::SQ) => true,
             Some(VR::UN) => undefined,
             Some(_) => false,
-            None => undefined && h.tag != PIXEL_DATA || is_dictionary_sequence(h.tag),
+            None => undefined && h.tag != PIXEL_DATA || dictionary == Some(VR::SQ),
         };
         if sequence {
             // An undefined-length UN holds a sequence in implicit VR LE.
@@ -633,7 +648,35 @@ impl<'a> Walker<'a> {
                 "undefined length on a non-sequence element",
             ));
         }
-        self.value(h.tag, start, h.length)
+        let end = self.value(h.tag, start, h.length)?;
+        if let Some(vr) = h.vr.or(dictionary) {
+            self.count_values(vr, &self.data[start..end])?;
+        }
+        Ok(end)
+    }
+
+    /// Counts the values a parser will make of an element, since each
+    /// costs an allocation: a 1 MiB run of backslashes is a million
+    /// strings.
+    fn count_values(&mut self, vr: VR, value: &[u8]) -> Result<(), Stop> {
+        use VR::*;
+        let n = match vr {
+            US | SS => value.len() / 2,
+            UL | SL | FL | AT => value.len() / 4,
+            FD | SV | UV => value.len() / 8,
+            AE | AS | CS | DA | DS | DT | IS | LO | PN | SH | TM | UC | UI => {
+                1 + value.iter().filter(|&&b| b == b'\\').count()
+            }
+            _ => 1,
+        };
+        self.values += n;
+        if self.values > self.limits.max_values {
+            return Err(DicomError::TooManyValues {
+                cap: self.limits.max_values,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn sequence(
@@ -763,10 +806,10 @@ fn has_long_length(vr: VR) -> bool {
     )
 }
 
-/// Whether the standard dictionary knows `tag` as a sequence, which is how
-/// implicit VR tells a defined-length sequence from a value.
-fn is_dictionary_sequence(tag: Tag) -> bool {
+/// The VR the standard dictionary gives `tag`, which is how implicit VR
+/// tells a defined-length sequence from a value.
+fn dictionary_vr(tag: Tag) -> Option<VR> {
     StandardDataDictionary
         .by_tag(tag)
-        .is_some_and(|entry| entry.vr().exact() == Some(VR::SQ))
+        .and_then(|entry| entry.vr().exact())
 }

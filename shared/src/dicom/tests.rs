@@ -338,6 +338,7 @@ fn caps_on_elements_items_depth_and_header_hold() {
         max_sequence_depth: 2,
         max_items: 3,
         max_elements: 40,
+        max_values: 1000,
     };
 
     let long = el(0x0008, 0x1030, "LO", &[b'x'; 100]);
@@ -386,6 +387,15 @@ fn caps_on_elements_items_depth_and_header_hold() {
         complete_with(&bytes, &limits).unwrap_err(),
         DicomError::TooManyElements { cap: 40 }
     );
+
+    let backslashes = el(0x0008, 0x0008, "CS", &[b'\\'; 40]);
+    let bytes = part10(EXPLICIT_LE, &[backslashes, head(), uids()].concat());
+    let few_values = HeaderLimits {
+        max_values: 30,
+        ..limits.clone()
+    };
+    let err = complete_with(&bytes, &few_values).unwrap_err();
+    assert_eq!(err, DicomError::TooManyValues { cap: 30 });
 
     let wide: Vec<u8> = (0..80)
         .flat_map(|e| el(0x0009, 0x1000 + e, "LO", &[b'y'; 60]))
@@ -549,4 +559,17 @@ fn parse_reasons_leave_out_the_parser_message() {
     };
     assert_eq!(err.reason(), "parse data set failed");
     assert_eq!(err.code(), "Parse");
+}
+
+#[test]
+fn a_meta_group_without_syntax_waits_for_the_data_set_to_infer_it() {
+    let body = el(0x0002, 0x0001, "OB", &[0, 1]);
+    let group = el(0x0002, 0x0000, "UL", &(body.len() as u32).to_le_bytes());
+    let meta = [group, body].concat();
+    let bytes = [vec![0; 128], b"DICM".to_vec(), meta.clone(), head(), uids()].concat();
+
+    let cut = 132 + meta.len() + 2;
+    let read = read_header(&bytes[..cut], bytes.len() as u64, &HeaderLimits::default());
+    assert!(matches!(read, Ok(HeaderRead::NeedMore { .. })), "{read:?}");
+    assert_eq!(complete(&bytes).unwrap().transfer_syntax_uid, EXPLICIT_LE);
 }

@@ -286,6 +286,12 @@ fn oversized_elements_are_refused() {
 }
 
 #[test]
+fn a_million_values_are_refused() {
+    let err = read_all(&hostile::many_values()).unwrap_err();
+    assert_eq!(err, DicomError::TooManyValues { cap: 500_000 });
+}
+
+#[test]
 fn deep_sequences_are_refused_and_shallow_ones_read() {
     for ts in [
         TransferSyntax::ExplicitVrLittleEndian,
