@@ -10,6 +10,7 @@ mod headers;
 mod ingest;
 mod orthanc;
 mod report;
+mod studies;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +23,14 @@ struct Args {
     /// Small (~40 KB) files in the header benchmark.
     #[arg(long, default_value_t = 2000)]
     small: usize,
+
+    /// Studies one hospital holds in the study-list benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    list_studies: usize,
+
+    /// Timed first-page requests in the study-list benchmark.
+    #[arg(long, default_value_t = 200)]
+    pages: usize,
 
     /// Python interpreter with pydicom installed, for the reference rates.
     #[arg(long, env = "PACS_BENCH_PYTHON")]
@@ -73,6 +82,15 @@ fn main() -> anyhow::Result<()> {
         };
         let runtime = tokio::runtime::Runtime::new()?;
         sections.extend(runtime.block_on(ingest::run(&corpus, &options))?);
+    }
+
+    if !args.headers_only {
+        eprintln!("measuring the study list ({} studies)", args.list_studies);
+        let options = studies::Options {
+            studies: args.list_studies,
+            pages: args.pages,
+        };
+        sections.push(("Study list".to_string(), studies::run(&options)?));
     }
 
     print!("{}", report::render(&sections));

@@ -6,18 +6,23 @@
 
 pub mod archive;
 mod attrs;
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod context;
+pub mod cursor;
 pub mod dicom;
 pub mod domain;
+pub mod dynamo;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod item;
 pub mod logging;
 pub mod secrets;
+pub mod shares;
+pub mod studies;
 pub mod tenants;
 pub mod time;
 pub mod uploads;

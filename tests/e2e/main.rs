@@ -6,6 +6,7 @@ mod gateway;
 mod hostile;
 mod ingest;
 mod logs;
+mod readpath;
 mod runtime;
 mod stack;
 mod tenancy;
