@@ -94,6 +94,15 @@ async fn orthanc_studies_arrive_once_across_restarts() {
     assert_eq!(studies[&a.study_uid], 3);
     assert_eq!(studies[&b.study_uid], 2);
     assert_eq!(instances.len(), 5);
+    let reader = hub.reader_key(&hospital_id).await;
+    assert_eq!(
+        hub.study(&reader, &a.study_uid).await["numberOfInstances"],
+        3
+    );
+    assert_eq!(
+        hub.study(&reader, &b.study_uid).await["numberOfInstances"],
+        2
+    );
     assert_eq!(hub.puts(), 5);
     agent.stop();
 
@@ -167,6 +176,10 @@ async fn kill_during_sync_then_restart_indexes_each_instance_once() {
     let (studies, instances) = indexed_by_study(&hub, &key, &entries).await;
     assert_eq!(studies[&study.study_uid], INSTANCES as usize);
     assert_eq!(instances.len(), INSTANCES as usize);
+    let reader = hub.reader_key(&hospital_id).await;
+    let indexed = hub.study(&reader, &study.study_uid).await;
+    assert_eq!(indexed["numberOfInstances"], INSTANCES, "{indexed}");
+    assert_eq!(indexed["numberOfSeries"], 1);
     // At most the uploads cut off by the kill went twice.
     assert!(hub.puts() >= INSTANCES as u64);
     assert!(hub.puts() <= INSTANCES as u64 + 100, "{} puts", hub.puts());
