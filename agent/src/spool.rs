@@ -31,7 +31,8 @@ impl Spool {
         Ok(Spool { dir })
     }
 
-    fn path(&self, sha256: &str) -> PathBuf {
+    /// Where the copy of this content lives.
+    pub fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(sha256)
     }
 
@@ -58,20 +59,6 @@ impl Spool {
         })
         .await
         .expect("spool write does not panic")
-    }
-
-    /// Reads the copy, `None` when it is gone.
-    pub async fn read(&self, sha256: &str) -> Result<Option<Vec<u8>>, SpoolError> {
-        let path = self.path(sha256);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SpoolError {
-                step: "read",
-                path,
-                source,
-            }),
-        }
     }
 
     /// Drops the copy once the hub has had its final word.

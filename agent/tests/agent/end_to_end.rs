@@ -236,6 +236,8 @@ async fn push_reports_verdicts_and_exit_status() {
     std::fs::write(files.join("IM1"), study.instance(1)).unwrap();
     std::fs::write(files.join("im2.dcm"), study.instance(2)).unwrap();
     std::fs::write(files.join("README.txt"), b"CD viewer instructions\n").unwrap();
+    // Large enough to be sent in many chunks.
+    std::fs::write(files.join("large"), dicom_file(&study, 3, 12 * 1024 * 1024)).unwrap();
 
     let output = agent_command(&config)
         .arg("push")
@@ -249,7 +251,7 @@ async fn push_reports_verdicts_and_exit_status() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("indexed 2, already sent 0, rejected 0"),
+        stdout.contains("indexed 3, already sent 0, rejected 0"),
         "{stdout}"
     );
     assert!(
@@ -264,8 +266,8 @@ async fn push_reports_verdicts_and_exit_status() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("indexed 0, already sent 2"), "{stdout}");
-    assert_eq!(hub.puts(), 2);
+    assert!(stdout.contains("indexed 0, already sent 3"), "{stdout}");
+    assert_eq!(hub.puts(), 3);
 
     // A file that looks like DICOM but is not gets the hub's reason and a
     // failing exit status.
