@@ -215,13 +215,25 @@ impl Hub {
         Ok(answer.data.uploads)
     }
 
-    /// Sends the bytes to a presigned URL with exactly its headers.
-    pub async fn put(&self, upload: &PresignedUpload, bytes: Vec<u8>) -> Result<(), HubError> {
+    /// Sends a body to a presigned URL with exactly its headers.
+    /// `size` is the body's length: a streamed body must announce it, as
+    /// presigned PUTs take no chunked encoding.
+    pub async fn put(
+        &self,
+        upload: &PresignedUpload,
+        body: reqwest::Body,
+        size: u64,
+    ) -> Result<(), HubError> {
         let method =
             reqwest::Method::from_bytes(upload.method.as_bytes()).unwrap_or(reqwest::Method::PUT);
-        let mut request = self.http.request(method, &upload.url).body(bytes);
+        let mut request = self.http.request(method, &upload.url).body(body);
+        let mut has_length = false;
         for (name, value) in &upload.headers {
+            has_length |= name.eq_ignore_ascii_case("content-length");
             request = request.header(name, value);
+        }
+        if !has_length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, size);
         }
 
         // The URL is a credential: errors are stripped of it.

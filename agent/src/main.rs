@@ -120,7 +120,21 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+
+    // The HTTP crates write request lines (a presigned URL is a credential)
+    // at debug and trace level: they stay at info whatever RUST_LOG says.
+    for quiet in [
+        "reqwest=info",
+        "hyper=info",
+        "hyper_util=info",
+        "h2=info",
+        "rustls=info",
+    ] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

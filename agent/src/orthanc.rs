@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::spool::{Incoming, Spool, SpoolError};
+
 /// A failed call to Orthanc, with a message an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum OrthancError {
@@ -27,6 +29,16 @@ pub enum OrthancError {
     },
     #[error("unexpected answer from Orthanc during {step}: {reason}")]
     BadAnswer { step: &'static str, reason: String },
+}
+
+/// A failed download into the spool: Orthanc's fault (retried) or the
+/// spool's (fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Orthanc(#[from] OrthancError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// One entry of `/changes`.
@@ -135,20 +147,35 @@ impl Orthanc {
         Ok(list.into_iter().map(|r| r.id).collect())
     }
 
-    /// The DICOM file of an instance.
-    pub async fn instance_file(&self, instance: &str) -> Result<Vec<u8>, OrthancError> {
-        let response = self
+    /// Downloads the DICOM file of an instance into the spool, chunk by
+    /// chunk, hashing it on the way.
+    pub async fn download_instance(
+        &self,
+        instance: &str,
+        spool: &Spool,
+    ) -> Result<Incoming, DownloadError> {
+        let mut response = self
             .get("instance file", &format!("/instances/{instance}/file"))
             .await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| OrthancError::Unreachable {
-                url: self.base.clone(),
-                step: "instance file",
-                source: e.without_url(),
-            })?;
-        Ok(bytes.to_vec())
+        let mut incoming = spool.incoming().await?;
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| OrthancError::Unreachable {
+                    url: self.base.clone(),
+                    step: "instance file",
+                    source: e.without_url(),
+                });
+            match chunk {
+                Ok(Some(chunk)) => incoming.write(&chunk).await?,
+                Ok(None) => return Ok(incoming),
+                Err(error) => {
+                    incoming.discard().await;
+                    return Err(error.into());
+                }
+            }
+        }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(

@@ -10,10 +10,9 @@ use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::routing::post;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
 
-use crate::orthanc::{Orthanc, OrthancError, is_orthanc_id};
+use crate::orthanc::{DownloadError, Orthanc, OrthancError, is_orthanc_id};
 use crate::queue::{Enqueued, Queue, QueueError, Source, now_ms};
 use crate::spool::{Spool, SpoolError};
 use crate::uploader::backoff;
@@ -59,17 +58,20 @@ impl Collector {
                 continue;
             }
 
-            let bytes = match self.orthanc.instance_file(&instance).await {
-                Err(OrthancError::Status { status: 404, .. }) => {
+            let incoming = match self.orthanc.download_instance(&instance, &self.spool).await {
+                Err(DownloadError::Orthanc(OrthancError::Status { status: 404, .. })) => {
                     tracing::debug!(instance = %instance, "instance gone from orthanc");
                     continue;
                 }
-                other => other?,
+                Err(DownloadError::Orthanc(error)) => return Err(error.into()),
+                Err(DownloadError::Spool(error)) => return Err(error.into()),
+                Ok(incoming) => incoming,
             };
-            let size = bytes.len() as u64;
-            let sha256 = hex::encode(Sha256::digest(&bytes));
-            if !self.queue.knows(&sha256)? {
-                self.spool.write(&sha256, bytes).await?;
+            let (sha256, size) = incoming.digest();
+            if self.queue.knows(&sha256)? {
+                incoming.discard().await;
+            } else {
+                incoming.keep(&self.spool).await?;
             }
             if let Enqueued::New(_) =
                 self.queue

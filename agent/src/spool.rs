@@ -2,8 +2,10 @@
 //! they are queued and the moment the hub has indexed them, so that an
 //! instance Orthanc deletes or recycles meanwhile is still sent.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 /// A failure to keep a copy; the agent stops on it (disk full, read-only).
 #[derive(Debug, thiserror::Error)]
@@ -31,51 +33,87 @@ impl Spool {
         Ok(Spool { dir })
     }
 
-    fn path(&self, sha256: &str) -> PathBuf {
+    /// Where the copy of this content lives.
+    pub fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(sha256)
     }
 
-    /// Writes the copy durably (temporary file, fsync, rename) before the
-    /// queue records the instance.
-    pub async fn write(&self, sha256: &str, bytes: Vec<u8>) -> Result<(), SpoolError> {
-        let path = self.path(sha256);
-        let tmp = self.dir.join(format!("{sha256}.tmp"));
-        tokio::task::spawn_blocking(move || {
-            let write = || -> std::io::Result<()> {
-                let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(&bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)
-            };
-            write().map_err(|source| {
-                let _ = std::fs::remove_file(&tmp);
-                SpoolError {
-                    step: "write",
-                    path,
-                    source,
-                }
-            })
-        })
-        .await
-        .expect("spool write does not panic")
-    }
-
-    /// Reads the copy, `None` when it is gone.
-    pub async fn read(&self, sha256: &str) -> Result<Option<Vec<u8>>, SpoolError> {
-        let path = self.path(sha256);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SpoolError {
-                step: "read",
-                path,
+    /// A new file for a download in progress; see [`Incoming`].
+    pub async fn incoming(&self) -> Result<Incoming, SpoolError> {
+        let name = format!("incoming-{:016x}.tmp", rand::random::<u64>());
+        let path = self.dir.join(name);
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|source| SpoolError {
+                step: "create",
+                path: path.clone(),
                 source,
-            }),
-        }
+            })?;
+        Ok(Incoming {
+            path,
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Drops the copy once the hub has had its final word.
     pub async fn remove(&self, sha256: &str) {
         let _ = tokio::fs::remove_file(self.path(sha256)).await;
+    }
+}
+
+/// A download being written to the spool, hashed as it goes. Kept under a
+/// temporary name until [`Incoming::keep`] names it by its SHA-256.
+pub struct Incoming {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Incoming {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), SpoolError> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|source| SpoolError {
+                step: "write",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The content's SHA-256 (lowercase hex) and size so far.
+    pub fn digest(&self) -> (String, u64) {
+        (hex::encode(self.hasher.clone().finalize()), self.size)
+    }
+
+    /// Makes the copy durable under its content's name.
+    pub async fn keep(mut self, spool: &Spool) -> Result<(), SpoolError> {
+        let (sha256, _) = self.digest();
+        let target = spool.path(&sha256);
+        let result = async {
+            self.file.flush().await?;
+            self.file.sync_all().await?;
+            tokio::fs::rename(&self.path, &target).await
+        }
+        .await;
+        result.map_err(|source| {
+            let _ = std::fs::remove_file(&self.path);
+            SpoolError {
+                step: "write",
+                path: target,
+                source,
+            }
+        })
+    }
+
+    /// Drops a download that is not needed (content already known) or
+    /// failed half-way.
+    pub async fn discard(self) {
+        let _ = tokio::fs::remove_file(&self.path).await;
     }
 }

@@ -2,11 +2,14 @@
 //! batches, PUTs them with bounded concurrency, and asks the hub for each
 //! upload's outcome until it is `indexed` or `rejected`.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::hub::{FileToUpload, Hub, HubError, MAX_BATCH, PresignedUpload, UploadStatus};
@@ -69,8 +72,39 @@ pub fn backoff(attempt: u32, base_ms: u64, cap_ms: u64) -> Duration {
     Duration::from_millis(spread)
 }
 
+/// Bytes read at a time when hashing or sending a file.
+const CHUNK: usize = 256 * 1024;
+
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// A request body that streams the file in chunks.
+async fn file_body(path: &Path) -> std::io::Result<reqwest::Body> {
+    let file = tokio::fs::File::open(path).await?;
+    let chunks = futures::stream::try_unfold(file, |mut file| async move {
+        let mut buffer = vec![0u8; CHUNK];
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buffer.truncate(n);
+        Ok(Some((bytes::Bytes::from(buffer), file)))
+    });
+    Ok(reqwest::Body::wrap_stream(chunks))
+}
+
 enum Loaded {
-    Bytes(Vec<u8>),
+    File(PathBuf),
     /// The bytes cannot be had any more; the entry is `failed`.
     Gone(&'static str),
 }
@@ -200,8 +234,8 @@ impl Uploader {
     }
 
     async fn put_one(&self, entry: Entry, upload: PresignedUpload) -> Result<(), UploadError> {
-        let bytes = match self.load(&entry).await? {
-            Loaded::Bytes(bytes) => bytes,
+        let path = match self.load(&entry).await? {
+            Loaded::File(path) => path,
             Loaded::Gone(reason) => {
                 tracing::warn!(entry = entry.id, reason, "file cannot be sent");
                 return self
@@ -210,7 +244,16 @@ impl Uploader {
             }
         };
 
-        match self.hub.put(&upload, bytes).await {
+        let body = match file_body(&path).await {
+            Ok(body) => body,
+            Err(_) => {
+                let reason = "the file became unreadable";
+                return self
+                    .finish(&entry, State::Failed, Some(reason.to_owned()), false)
+                    .await;
+            }
+        };
+        match self.hub.put(&upload, body, entry.size).await {
             Ok(()) => {
                 tracing::debug!(entry = entry.id, upload_id = %upload.upload_id, "file sent");
                 self.queue.mark_uploaded(entry.id, now_ms() + 300)?;
@@ -241,23 +284,40 @@ impl Uploader {
         Ok(())
     }
 
-    /// The bytes of an entry, checked against the SHA-256 it was queued
-    /// with (a watched file may have changed since).
+    /// The file holding an entry's bytes, checked against the SHA-256 it
+    /// was queued with (a watched file may have changed since). The check
+    /// streams the file; nothing is held whole in memory.
     async fn load(&self, entry: &Entry) -> Result<Loaded, UploadError> {
-        let bytes = match entry.source {
-            Source::Orthanc => match self.spool.read(&entry.sha256).await? {
-                Some(bytes) => bytes,
-                None => return Ok(Loaded::Gone("the spooled copy is missing")),
-            },
-            Source::Folder | Source::Push => match tokio::fs::read(&entry.locator).await {
-                Ok(bytes) => bytes,
-                Err(_) => return Ok(Loaded::Gone("the file is gone or unreadable")),
-            },
+        let path = match entry.source {
+            Source::Orthanc => self.spool.path(&entry.sha256),
+            Source::Folder | Source::Push => PathBuf::from(&entry.locator),
         };
-        if hex::encode(Sha256::digest(&bytes)) != entry.sha256 {
-            return Ok(Loaded::Gone("the file changed after it was queued"));
+
+        let digest = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || file_sha256(&path))
+                .await
+                .expect("hashing does not panic")
+        };
+        match digest {
+            Ok(digest) if digest == entry.sha256 => Ok(Loaded::File(path)),
+            Ok(_) => Ok(Loaded::Gone("the file changed after it was queued")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Loaded::Gone(if entry.source == Source::Orthanc {
+                    "the spooled copy is missing"
+                } else {
+                    "the file is gone"
+                }))
+            }
+            // The spool is the agent's own: failing to read it is fatal.
+            Err(source) if entry.source == Source::Orthanc => Err(SpoolError {
+                step: "read",
+                path,
+                source,
+            }
+            .into()),
+            Err(_) => Ok(Loaded::Gone("the file is unreadable")),
         }
-        Ok(Loaded::Bytes(bytes))
     }
 
     /// Asks the hub for the outcome of sent uploads that are due.

@@ -94,6 +94,15 @@ async fn orthanc_studies_arrive_once_across_restarts() {
     assert_eq!(studies[&a.study_uid], 3);
     assert_eq!(studies[&b.study_uid], 2);
     assert_eq!(instances.len(), 5);
+    let reader = hub.reader_key(&hospital_id).await;
+    assert_eq!(
+        hub.study(&reader, &a.study_uid).await["numberOfInstances"],
+        3
+    );
+    assert_eq!(
+        hub.study(&reader, &b.study_uid).await["numberOfInstances"],
+        2
+    );
     assert_eq!(hub.puts(), 5);
     agent.stop();
 
@@ -167,6 +176,10 @@ async fn kill_during_sync_then_restart_indexes_each_instance_once() {
     let (studies, instances) = indexed_by_study(&hub, &key, &entries).await;
     assert_eq!(studies[&study.study_uid], INSTANCES as usize);
     assert_eq!(instances.len(), INSTANCES as usize);
+    let reader = hub.reader_key(&hospital_id).await;
+    let indexed = hub.study(&reader, &study.study_uid).await;
+    assert_eq!(indexed["numberOfInstances"], INSTANCES, "{indexed}");
+    assert_eq!(indexed["numberOfSeries"], 1);
     // At most the uploads cut off by the kill went twice.
     assert!(hub.puts() >= INSTANCES as u64);
     assert!(hub.puts() <= INSTANCES as u64 + 100, "{} puts", hub.puts());
@@ -223,6 +236,8 @@ async fn push_reports_verdicts_and_exit_status() {
     std::fs::write(files.join("IM1"), study.instance(1)).unwrap();
     std::fs::write(files.join("im2.dcm"), study.instance(2)).unwrap();
     std::fs::write(files.join("README.txt"), b"CD viewer instructions\n").unwrap();
+    // Large enough to be sent in many chunks.
+    std::fs::write(files.join("large"), dicom_file(&study, 3, 12 * 1024 * 1024)).unwrap();
 
     let output = agent_command(&config)
         .arg("push")
@@ -236,7 +251,7 @@ async fn push_reports_verdicts_and_exit_status() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("indexed 2, already sent 0, rejected 0"),
+        stdout.contains("indexed 3, already sent 0, rejected 0"),
         "{stdout}"
     );
     assert!(
@@ -251,8 +266,8 @@ async fn push_reports_verdicts_and_exit_status() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("indexed 0, already sent 2"), "{stdout}");
-    assert_eq!(hub.puts(), 2);
+    assert!(stdout.contains("indexed 0, already sent 3"), "{stdout}");
+    assert_eq!(hub.puts(), 3);
 
     // A file that looks like DICOM but is not gets the hub's reason and a
     // failing exit status.

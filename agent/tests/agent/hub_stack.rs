@@ -92,6 +92,28 @@ impl HubStack {
         )
     }
 
+    /// A new `reader` key of `hospital_id`, made with the platform key.
+    pub async fn reader_key(&self, hospital_id: &str) -> String {
+        let admin = self.stack.as_ref().unwrap().platform_admin_key().to_owned();
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/hospitals/{hospital_id}/keys", self.url()))
+            .header("x-api-key", admin)
+            .json(&serde_json::json!({ "role": "reader", "label": "agent tests" }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(status.is_success(), "create key: {status} {answer}");
+        answer["data"]["apiKey"].as_str().unwrap().to_owned()
+    }
+
+    /// The study as `GET /api/studies/{uid}` shows it.
+    pub async fn study(&self, reader_key: &str, study_uid: &str) -> serde_json::Value {
+        self.get(reader_key, &format!("/api/studies/{study_uid}"))
+            .await
+    }
+
     /// `GET /api/uploads/{id}`'s `data`.
     pub async fn upload(&self, key: &str, upload_id: &str) -> serde_json::Value {
         self.get(key, &format!("/api/uploads/{upload_id}")).await

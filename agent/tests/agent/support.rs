@@ -300,10 +300,7 @@ pub struct Agent {
 
 pub fn agent_command(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pacs-agent"));
-    command
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info,pacs_agent=debug");
+    command.arg("--config").arg(config).env("RUST_LOG", "debug");
     command
 }
 
@@ -364,10 +361,14 @@ pub fn open_queue(state_dir: &Path) -> Queue {
     Queue::open(state_dir).unwrap()
 }
 
-/// Asserts that captured logs hold no key, password or patient data.
+/// Asserts that captured logs (taken at debug level, dependencies
+/// included) hold no key, password, presigned URL or patient data.
 pub fn assert_logs_clean(logs: &str, specs: &[&StudySpec]) {
     assert!(!logs.contains(FAKE_API_KEY), "API key in logs");
     assert!(!logs.contains(ORTHANC_PASSWORD), "Orthanc password in logs");
+    let lower = logs.to_lowercase();
+    assert!(!lower.contains("x-amz-signature"), "presigned URL in logs");
+    assert!(!lower.contains("x-amz-credential"), "presigned URL in logs");
     for spec in specs {
         assert!(!logs.contains(&spec.patient_name), "patient name in logs");
         assert!(!logs.contains("SECRET"), "patient data in logs");
