@@ -23,10 +23,10 @@ use aws_sdk_dynamodb::types::{
 };
 use time::OffsetDateTime;
 
-use crate::attrs::{Item, get_bool, get_s, get_string, get_u64, key, n, s};
 use crate::context::Context;
 use crate::dicom::InstanceHeader;
 use crate::domain::HospitalId;
+use crate::item::{Item, get_flag, get_s, get_string, get_u64, key, n, s};
 use crate::uploads::{UploadId, UploadStatus, upload_key};
 use crate::usage::{USAGE_SHARDS, add_stored};
 
@@ -464,7 +464,7 @@ fn plan_writes(
     let was_open = existing
         .study
         .as_ref()
-        .is_some_and(|st| get_bool(st, "open"));
+        .is_some_and(|st| get_flag(st, "open"));
     let mut study = Expr::default();
     study.add("numberOfInstances", n(delta_instances));
     study.add("sizeBytes", n(delta_bytes));

@@ -14,8 +14,9 @@ use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::CursorSigner;
 use crate::domain::HospitalId;
-use crate::dynamo::{self, Item, get_s, get_u64, key, n, s, store_error};
+use crate::dynamo::{self, store_error};
 use crate::error::{ApiError, ApiResult};
+use crate::item::{self, Item, get_count, get_string, key, n, s};
 
 /// Longest span one `list_audit` call may cover.
 pub const MAX_AUDIT_DAYS: i64 = 366;
@@ -280,19 +281,19 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     fn from_item(item: &Item) -> Option<Self> {
-        let list = |name: &str| dynamo::get_ss(item, name);
+        let list = |name: &str| item::get_strings(item, name);
         Some(AuditEntry {
-            at: get_s(item, "at")?,
-            hospital_id: get_s(item, "hospitalId")?,
-            actor_hospital_id: get_s(item, "actorHospitalId")?,
-            key_id: get_s(item, "keyId").unwrap_or_default(),
-            username: get_s(item, "username"),
-            action: get_s(item, "action")?,
-            resource: get_s(item, "resource").unwrap_or_default(),
-            outcome: get_s(item, "outcome").unwrap_or_default(),
+            at: get_string(item, "at")?,
+            hospital_id: get_string(item, "hospitalId")?,
+            actor_hospital_id: get_string(item, "actorHospitalId")?,
+            key_id: get_string(item, "keyId").unwrap_or_default(),
+            username: get_string(item, "username"),
+            action: get_string(item, "action")?,
+            resource: get_string(item, "resource").unwrap_or_default(),
+            outcome: get_string(item, "outcome").unwrap_or_default(),
             filters: list("filters"),
             study_uids: list("studyUids"),
-            count: item.contains_key("count").then(|| get_u64(item, "count")),
+            count: item.contains_key("count").then(|| get_count(item, "count")),
         })
     }
 }

@@ -1,57 +1,18 @@
-//! What the archive read paths add to [`crate::item`]: owned attribute
-//! readers that tolerate the shapes different writers use (a set or a
-//! list, a number or its text), and the two batch calls every read path
-//! needs (BatchGetItem and BatchWriteItem with their unprocessed-item
-//! retries).
+//! DynamoDB requests every module shares: the one mapping of a store
+//! failure to the client's view, and BatchGetItem and BatchWriteItem with
+//! their unprocessed-item retries.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 
-pub use crate::item::{Item, n, s, to_json};
+use crate::item::Item;
 
 /// Most rounds spent on a batch's unprocessed keys before giving up.
 const BATCH_ROUNDS: u32 = 8;
-
-/// A string attribute, if present and a string.
-pub fn get_s(item: &Item, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-/// A number attribute as `i64`, if present and whole.
-pub fn get_i64(item: &Item, name: &str) -> Option<i64> {
-    let v = item.get(name)?;
-    let text = v.as_n().ok().or_else(|| v.as_s().ok())?;
-    text.parse::<i64>()
-        .ok()
-        .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
-}
-
-/// A number attribute as `u64`, 0 when absent.
-pub fn get_u64(item: &Item, name: &str) -> u64 {
-    get_i64(item, name).map(|n| n.max(0) as u64).unwrap_or(0)
-}
-
-/// A string set (or list of strings) attribute, sorted; empty when absent.
-pub fn get_ss(item: &Item, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = match item.get(name) {
-        Some(AttributeValue::Ss(v)) => v.clone(),
-        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok().cloned()).collect(),
-        Some(AttributeValue::S(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    out.sort();
-    out
-}
-
-/// The `(pk, sk)` key of an item.
-pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
 
 /// A DynamoDB failure as a route sees it: throttling is a 503 the client
 /// may retry, anything else a 500. Only the step and the error code (or,
@@ -78,11 +39,31 @@ pub fn store_error(
 /// unprocessed keys. Items come back in no particular order; missing ones
 /// are simply absent.
 pub async fn batch_get(ctx: &Context, table: &str, keys: Vec<Item>) -> ApiResult<Vec<Item>> {
+    batch_get_items(ctx, table, keys, false).await
+}
+
+/// [`batch_get`] with strongly consistent reads, for decisions that must
+/// see the latest write (a revoked key, a withdrawn grant).
+pub async fn batch_get_consistent(
+    ctx: &Context,
+    table: &str,
+    keys: Vec<Item>,
+) -> ApiResult<Vec<Item>> {
+    batch_get_items(ctx, table, keys, true).await
+}
+
+async fn batch_get_items(
+    ctx: &Context,
+    table: &str,
+    keys: Vec<Item>,
+    consistent: bool,
+) -> ApiResult<Vec<Item>> {
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let mut pending = Some(
             KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
+                .consistent_read(consistent)
                 .build()
                 .map_err(|e| ApiError::internal(format!("building batch get: {e}")))?,
         );

@@ -1,4 +1,6 @@
-//! Reading and writing DynamoDB attribute maps without ceremony.
+//! Reading and writing DynamoDB attribute maps without ceremony. The
+//! readers tolerate the shapes different writers use: a set or a list, a
+//! number or its text.
 
 use std::collections::HashMap;
 
@@ -31,11 +33,33 @@ pub fn get_u64(item: &Item, name: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Reads a number attribute as `i64`.
+/// Reads a number attribute (or its text) as `i64`, truncating fractions.
 pub fn get_i64(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
+    let v = item.get(name)?;
+    let text = v.as_n().ok().or_else(|| v.as_s().ok())?;
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
+}
+
+/// Reads a counter: a number attribute as `u64`, 0 when absent.
+pub fn get_count(item: &Item, name: &str) -> u64 {
+    get_i64(item, name).map(|n| n.max(0) as u64).unwrap_or(0)
+}
+
+/// Reads a string attribute, owned.
+pub fn get_string(item: &Item, name: &str) -> Option<String> {
+    get_s(item, name).map(str::to_owned)
+}
+
+/// Reads a boolean attribute, false when absent.
+pub fn get_flag(item: &Item, name: &str) -> bool {
+    get_bool(item, name).unwrap_or(false)
+}
+
+/// The `(pk, sk)` primary key of an item.
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
 /// Reads a boolean attribute.
@@ -43,13 +67,17 @@ pub fn get_bool(item: &Item, name: &str) -> Option<bool> {
     item.get(name).and_then(|v| v.as_bool().ok()).copied()
 }
 
-/// Reads a list of strings, or a string set.
+/// Reads a string set, a list of strings or a lone string, sorted; empty
+/// when absent.
 pub fn get_strings(item: &Item, name: &str) -> Vec<String> {
-    match item.get(name) {
+    let mut out: Vec<String> = match item.get(name) {
         Some(AttributeValue::Ss(v)) => v.clone(),
-        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok()).cloned().collect(),
+        Some(AttributeValue::L(v)) => v.iter().filter_map(|x| x.as_s().ok().cloned()).collect(),
+        Some(AttributeValue::S(s)) if !s.is_empty() => vec![s.clone()],
         _ => Vec::new(),
-    }
+    };
+    out.sort();
+    out
 }
 
 /// A list of strings (a list, not a set, so it may be empty).

@@ -5,7 +5,6 @@
 //! Functions never import each other; whatever two of them need lives here.
 
 pub mod archive;
-mod attrs;
 pub mod audit;
 pub mod auth;
 pub mod clients;

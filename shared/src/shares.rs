@@ -16,8 +16,9 @@ use time::OffsetDateTime;
 use crate::auth::KeyId;
 use crate::context::Context;
 use crate::domain::HospitalId;
-use crate::dynamo::{Item, get_i64, get_s, key, n, s, store_error};
+use crate::dynamo::store_error;
 use crate::error::{ApiError, ApiResult};
+use crate::item::{Item, get_i64, get_string, key, n, s};
 use crate::studies::{STUDY_SK, study_pk};
 
 /// Partition of the studies shared with `grantee`.
@@ -80,8 +81,8 @@ pub async fn list_shared_with(ctx: &Context, grantee: &HospitalId) -> ApiResult<
             if !active(&item, now) {
                 continue;
             }
-            let owner = get_s(&item, "ownerHospitalId").and_then(|h| h.parse().ok());
-            let uid = get_s(&item, "studyInstanceUid");
+            let owner = get_string(&item, "ownerHospitalId").and_then(|h| h.parse().ok());
+            let uid = get_string(&item, "studyInstanceUid");
             if let (Some(owner), Some(study_uid)) = (owner, uid) {
                 out.push(SharedStudy {
                     owner,

@@ -23,8 +23,9 @@ use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::{CursorSigner, binding_hash};
 use crate::domain::HospitalId;
-use crate::dynamo::{self, Item, get_i64, get_s, get_ss, get_u64, key, s, store_error};
+use crate::dynamo::{self, store_error};
 use crate::error::{ApiError, ApiResult};
+use crate::item::{self, Item, get_count, get_i64, get_string, get_strings, key, s};
 use crate::shares;
 
 /// Sort key of a study item.
@@ -125,23 +126,23 @@ impl Study {
     /// Reads a study item; `None` when it lacks its identity.
     pub fn from_item(item: &Item) -> Option<Self> {
         Some(Study {
-            study_instance_uid: get_s(item, "studyInstanceUid")?,
-            hospital_id: get_s(item, "hospitalId")?,
-            patient_id: get_s(item, "patientId"),
-            patient_name: get_s(item, "patientName"),
-            patient_birth_date: get_s(item, "patientBirthDate"),
-            patient_sex: get_s(item, "patientSex"),
-            study_date: get_s(item, "studyDate"),
-            study_time: get_s(item, "studyTime"),
-            accession_number: get_s(item, "accessionNumber"),
-            study_description: get_s(item, "studyDescription"),
-            modalities: get_ss(item, "modalities"),
-            number_of_series: get_u64(item, "numberOfSeries"),
-            number_of_instances: get_u64(item, "numberOfInstances"),
-            size_bytes: get_u64(item, "sizeBytes"),
-            shared_with: get_ss(item, "sharedWith"),
-            created_at: get_s(item, "createdAt"),
-            updated_at: get_s(item, "updatedAt"),
+            study_instance_uid: get_string(item, "studyInstanceUid")?,
+            hospital_id: get_string(item, "hospitalId")?,
+            patient_id: get_string(item, "patientId"),
+            patient_name: get_string(item, "patientName"),
+            patient_birth_date: get_string(item, "patientBirthDate"),
+            patient_sex: get_string(item, "patientSex"),
+            study_date: get_string(item, "studyDate"),
+            study_time: get_string(item, "studyTime"),
+            accession_number: get_string(item, "accessionNumber"),
+            study_description: get_string(item, "studyDescription"),
+            modalities: get_strings(item, "modalities"),
+            number_of_series: get_count(item, "numberOfSeries"),
+            number_of_instances: get_count(item, "numberOfInstances"),
+            size_bytes: get_count(item, "sizeBytes"),
+            shared_with: get_strings(item, "sharedWith"),
+            created_at: get_string(item, "createdAt"),
+            updated_at: get_string(item, "updatedAt"),
         })
     }
 }
@@ -188,17 +189,17 @@ impl Series {
     /// Reads a series item; `None` when it lacks its identity.
     pub fn from_item(item: &Item) -> Option<Self> {
         Some(Series {
-            series_instance_uid: get_s(item, "seriesInstanceUid")?,
-            study_instance_uid: get_s(item, "studyInstanceUid")?,
-            hospital_id: get_s(item, "hospitalId")?,
-            modality: get_s(item, "modality"),
+            series_instance_uid: get_string(item, "seriesInstanceUid")?,
+            study_instance_uid: get_string(item, "studyInstanceUid")?,
+            hospital_id: get_string(item, "hospitalId")?,
+            modality: get_string(item, "modality"),
             series_number: get_i64(item, "seriesNumber"),
-            series_description: get_s(item, "seriesDescription"),
-            body_part_examined: get_s(item, "bodyPartExamined"),
-            number_of_instances: get_u64(item, "numberOfInstances"),
-            size_bytes: get_u64(item, "sizeBytes"),
-            created_at: get_s(item, "createdAt"),
-            updated_at: get_s(item, "updatedAt"),
+            series_description: get_string(item, "seriesDescription"),
+            body_part_examined: get_string(item, "bodyPartExamined"),
+            number_of_instances: get_count(item, "numberOfInstances"),
+            size_bytes: get_count(item, "sizeBytes"),
+            created_at: get_string(item, "createdAt"),
+            updated_at: get_string(item, "updatedAt"),
         })
     }
 }
@@ -236,18 +237,18 @@ impl Instance {
     /// Reads an instance item; `None` when it lacks its identity or object.
     pub fn from_item(item: &Item) -> Option<Self> {
         Some(Instance {
-            hospital_id: get_s(item, "hospitalId")?,
-            study_instance_uid: get_s(item, "studyInstanceUid")?,
-            series_instance_uid: get_s(item, "seriesInstanceUid")?,
-            sop_instance_uid: get_s(item, "sopInstanceUid")?,
-            sop_class_uid: get_s(item, "sopClassUid"),
+            hospital_id: get_string(item, "hospitalId")?,
+            study_instance_uid: get_string(item, "studyInstanceUid")?,
+            series_instance_uid: get_string(item, "seriesInstanceUid")?,
+            sop_instance_uid: get_string(item, "sopInstanceUid")?,
+            sop_class_uid: get_string(item, "sopClassUid"),
             instance_number: get_i64(item, "instanceNumber"),
-            transfer_syntax_uid: get_s(item, "transferSyntaxUid"),
+            transfer_syntax_uid: get_string(item, "transferSyntaxUid"),
             number_of_frames: get_i64(item, "numberOfFrames"),
             rows: get_i64(item, "rows"),
             columns: get_i64(item, "columns"),
-            s3_key: get_s(item, "s3Key")?,
-            size_bytes: get_u64(item, "sizeBytes"),
+            s3_key: get_string(item, "s3Key")?,
+            size_bytes: get_count(item, "sizeBytes"),
         })
     }
 }
@@ -258,7 +259,7 @@ pub fn instance_metadata(item: &Item) -> Option<serde_json::Value> {
     match item.get("metadata")? {
         AttributeValue::S(text) => serde_json::from_str(text).ok(),
         AttributeValue::B(bytes) => serde_json::from_slice(bytes.as_ref()).ok(),
-        other @ AttributeValue::M(_) => Some(dynamo::to_json(other)),
+        other @ AttributeValue::M(_) => Some(item::to_json(other)),
         _ => None,
     }
 }
@@ -281,7 +282,9 @@ pub async fn load_instance_metadata(
 
     let limits = crate::dicom::HeaderLimits::default();
     let size = inst.size_bytes;
-    let mut until = get_u64(item, "headerBytes").max(64 * 1024).min(size.max(1));
+    let mut until = get_count(item, "headerBytes")
+        .max(64 * 1024)
+        .min(size.max(1));
     // A header is bounded by the limits; each pass fetches at least what
     // the reader asked for, so this ends after a few GETs.
     for _ in 0..8 {
@@ -407,10 +410,10 @@ impl StudyFilter {
     fn matches(&self, item: &Item, sort_key: &str) -> bool {
         let eq = |want: &Option<String>, attr: &str| {
             want.as_ref()
-                .is_none_or(|w| get_s(item, attr).as_deref() == Some(w))
+                .is_none_or(|w| get_string(item, attr).as_deref() == Some(w))
         };
-        let name = get_s(item, "patientNameLower")
-            .or_else(|| get_s(item, "patientName").map(|n| n.to_lowercase()))
+        let name = get_string(item, "patientNameLower")
+            .or_else(|| get_string(item, "patientName").map(|n| n.to_lowercase()))
             .unwrap_or_default();
         let date = &sort_key[..sort_key.len().min(8)];
         eq(&self.patient_id, "patientId")
@@ -423,11 +426,12 @@ impl StudyFilter {
             && self
                 .modality
                 .as_ref()
-                .is_none_or(|m| get_ss(item, "modalities").contains(m))
+                .is_none_or(|m| get_strings(item, "modalities").contains(m))
             && self.from.as_ref().is_none_or(|f| date >= f.as_str())
             && self.to.as_ref().is_none_or(|t| date <= t.as_str())
             && (self.study_uids.is_empty()
-                || get_s(item, "studyInstanceUid").is_some_and(|u| self.study_uids.contains(&u)))
+                || get_string(item, "studyInstanceUid")
+                    .is_some_and(|u| self.study_uids.contains(&u)))
     }
 
     fn has_server_filter(&self) -> bool {
@@ -594,13 +598,13 @@ async fn collect(
         .iter()
         .filter(|c| !c.full)
         .filter_map(|c| {
-            let uid = get_s(&c.item, "studyInstanceUid")?;
+            let uid = get_string(&c.item, "studyInstanceUid")?;
             Some(key(format!("{}#{uid}", c.hospital), STUDY_SK))
         })
         .collect();
     let mut full: HashMap<String, Item> = HashMap::new();
     for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
-        if let Some(pk) = get_s(&item, "pk") {
+        if let Some(pk) = get_string(&item, "pk") {
             full.insert(pk, item);
         }
     }
@@ -614,7 +618,7 @@ async fn collect(
         let item = if c.full {
             c.item
         } else {
-            let pk = get_s(&c.item, "pk").unwrap_or_default();
+            let pk = get_string(&c.item, "pk").unwrap_or_default();
             // A study deleted between the Query and the read falls back
             // to what the index held.
             full.remove(&pk).unwrap_or(c.item)
@@ -687,7 +691,7 @@ async fn query_hospital(
             .await
             .map_err(|e| store_error("query studies", e))?;
         for item in resp.items.unwrap_or_default() {
-            let Some(sort_key) = get_s(&item, "gsi1sk") else {
+            let Some(sort_key) = get_string(&item, "gsi1sk") else {
                 continue;
             };
             let c = Candidate {
@@ -769,7 +773,8 @@ async fn shared_candidates(
     }
     let mut out = Vec::new();
     for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
-        let (Some(sort_key), Some(hospital)) = (get_s(&item, "gsi1sk"), get_s(&item, "hospitalId"))
+        let (Some(sort_key), Some(hospital)) =
+            (get_string(&item, "gsi1sk"), get_string(&item, "hospitalId"))
         else {
             continue;
         };
@@ -888,7 +893,8 @@ pub async fn resolve_study(
         .collect();
     let mut found: Vec<ReadableStudy> = Vec::new();
     for item in dynamo::batch_get(ctx, &ctx.settings.archive_table, keys).await? {
-        let Some(h) = get_s(&item, "hospitalId").and_then(|h| h.parse::<HospitalId>().ok()) else {
+        let Some(h) = get_string(&item, "hospitalId").and_then(|h| h.parse::<HospitalId>().ok())
+        else {
             continue;
         };
         let Some((_, access)) = wanted.iter().find(|(w, _)| *w == h) else {

@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::auth::KeyId;
 use crate::context::Context;
 use crate::domain::{HospitalId, HospitalSettings, HospitalStatus, Plan, Role};
+use crate::dynamo::{self, store_error};
 use crate::error::{ApiError, ApiResult};
 use crate::item::{self, Item, get_s, get_strings, get_u64, n, s};
 use crate::time::{now, parse_rfc3339, rfc3339};
@@ -224,24 +225,6 @@ impl KeyRecord<'_> {
             item.insert("username".into(), s(user));
         }
         item
-    }
-}
-
-/// Maps an SDK failure to the client's view: throttling is retryable (503),
-/// anything else internal (500).
-pub fn store_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
-    step: &str,
-    err: aws_sdk_dynamodb::error::SdkError<E>,
-) -> ApiError {
-    let code = err.code().unwrap_or_default().to_owned();
-    let detail = format!(
-        "{step}: {code} {}",
-        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-    );
-    if code.contains("Throttl") || code == "ProvisionedThroughputExceededException" {
-        ApiError::unavailable(detail)
-    } else {
-        ApiError::internal(detail)
     }
 }
 
@@ -470,37 +453,11 @@ pub async fn get_key_and_hospital(
     id: &HospitalId,
     key_id: &KeyId,
 ) -> ApiResult<(Option<StoredKey>, Option<Hospital>)> {
-    let table = &ctx.settings.tenants_table;
-    let keys = KeysAndAttributes::builder()
-        .keys(hospital_key(id))
-        .keys(HashMap::from([
-            ("pk".into(), s(id.as_str())),
-            ("sk".into(), s(format!("KEY#{key_id}"))),
-        ]))
-        .consistent_read(true)
-        .build()
-        .map_err(ApiError::internal)?;
-    let mut request = HashMap::from([(table.clone(), keys)]);
-    let mut found: Vec<Item> = Vec::new();
-
-    // BatchGetItem may return part of the answer; ask again for the rest.
-    for _ in 0..5 {
-        let out = ctx
-            .clients
-            .dynamodb
-            .batch_get_item()
-            .set_request_items(Some(request))
-            .send()
-            .await
-            .map_err(|e| store_error("reading key", e))?;
-        if let Some(mut items) = out.responses {
-            found.extend(items.remove(table).unwrap_or_default());
-        }
-        match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-            Some(rest) => request = rest,
-            None => break,
-        }
-    }
+    let keys = vec![
+        hospital_key(id),
+        item::key(id.as_str(), format!("KEY#{key_id}")),
+    ];
+    let found = dynamo::batch_get_consistent(ctx, &ctx.settings.tenants_table, keys).await?;
 
     let key = found.iter().find_map(StoredKey::from_item);
     let hospital = found.iter().find_map(Hospital::from_item);
@@ -739,43 +696,15 @@ pub async fn granted_by(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let table = &ctx.settings.tenants_table;
-    let mut found = Vec::new();
-    for chunk in candidates.chunks(100) {
-        let mut keys = KeysAndAttributes::builder().consistent_read(true);
-        for owner in chunk {
-            keys = keys.keys(HashMap::from([
-                ("pk".into(), s(owner.as_str())),
-                ("sk".into(), s(format!("GRANT#{grantee}"))),
-            ]));
-        }
-        let mut request =
-            HashMap::from([(table.clone(), keys.build().map_err(ApiError::internal)?)]);
-        for _ in 0..5 {
-            let out = ctx
-                .clients
-                .dynamodb
-                .batch_get_item()
-                .set_request_items(Some(request))
-                .send()
-                .await
-                .map_err(|e| store_error("reading grants", e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(table)
-                .unwrap_or_default()
-            {
-                if let Some(owner) = get_s(&item, "hospitalId").and_then(|h| h.parse().ok()) {
-                    found.push(owner);
-                }
-            }
-            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-                Some(rest) => request = rest,
-                None => break,
-            }
-        }
-    }
+    let keys = candidates
+        .iter()
+        .map(|owner| item::key(owner.as_str(), format!("GRANT#{grantee}")))
+        .collect();
+    let items = dynamo::batch_get_consistent(ctx, &ctx.settings.tenants_table, keys).await?;
+    let mut found: Vec<HospitalId> = items
+        .iter()
+        .filter_map(|i| get_s(i, "hospitalId").and_then(|h| h.parse().ok()))
+        .collect();
     found.sort();
     found.dedup();
     Ok(found)

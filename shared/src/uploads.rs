@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use crate::attrs::{Item, get_bool, get_s, get_string, get_u64, key, n, s};
 use crate::context::Context;
 use crate::domain::HospitalId;
+use crate::item::{Item, get_flag, get_s, get_string, get_u64, key, n, s};
 
 /// How long an upload record outlives its URL: long enough for S3's
 /// delivery retries and for the agent to read the outcome.
@@ -248,11 +248,11 @@ impl Upload {
             key_id: get_string(item, "keyId").unwrap_or_default(),
             created_at: get_string(item, "createdAt").unwrap_or_default(),
             url_expires_at: get_string(item, "urlExpiresAt").unwrap_or_default(),
-            ttl: crate::attrs::get_i64(item, "expiresAt").unwrap_or_default(),
+            ttl: crate::item::get_i64(item, "expiresAt").unwrap_or_default(),
             indexed_at: get_string(item, "indexedAt"),
             indexed,
-            replaced: get_bool(item, "replaced"),
-            duplicate: get_bool(item, "duplicate"),
+            replaced: get_flag(item, "replaced"),
+            duplicate: get_flag(item, "duplicate"),
             superseded_key: get_string(item, "supersededKey"),
             reason: get_string(item, "reason"),
             quarantine_key: get_string(item, "quarantineKey"),

@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
 
-use crate::attrs::{Item, get_i64, get_s, get_u64, key, n, s};
 use crate::context::Context;
 use crate::domain::{HospitalId, Plan};
-use crate::error::{ApiError, ApiResult};
-use crate::tenants::store_error;
+use crate::dynamo;
+use crate::error::ApiResult;
+use crate::item::{Item, get_i64, get_s, get_u64, key, n, s};
 
 /// How many counter items each hospital's usage is spread over.
 pub const SHARDS: u32 = 16;
@@ -61,37 +61,13 @@ pub struct StoredUsage {
 
 /// Sums the hospital's counter shards: one BatchGetItem.
 pub async fn stored(ctx: &Context, id: &HospitalId) -> ApiResult<StoredUsage> {
-    let table = &ctx.settings.tenants_table;
-    let mut keys = KeysAndAttributes::builder();
-    for shard in 0..SHARDS {
-        keys = keys.keys(shard_key(id, shard));
-    }
-    let mut request = HashMap::from([(table.clone(), keys.build().map_err(ApiError::internal)?)]);
+    let keys = (0..SHARDS).map(|shard| shard_key(id, shard)).collect();
     let (mut bytes, mut instances) = (0i64, 0i64);
-    for _ in 0..5 {
-        let out = ctx
-            .clients
-            .dynamodb
-            .batch_get_item()
-            .set_request_items(Some(request))
-            .send()
-            .await
-            .map_err(|e| store_error("reading usage", e))?;
-        for item in out
-            .responses
-            .unwrap_or_default()
-            .remove(table)
-            .unwrap_or_default()
-        {
-            // A replacement subtracts from its own shard, so one shard may
-            // be negative; only the sum means anything.
-            bytes += get_i64(&item, "storedBytes").unwrap_or(0);
-            instances += get_i64(&item, "instances").unwrap_or(0);
-        }
-        match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-            Some(rest) => request = rest,
-            None => break,
-        }
+    for item in dynamo::batch_get(ctx, &ctx.settings.tenants_table, keys).await? {
+        // A replacement subtracts from its own shard, so one shard may be
+        // negative; only the sum means anything.
+        bytes += get_i64(&item, "storedBytes").unwrap_or(0);
+        instances += get_i64(&item, "instances").unwrap_or(0);
     }
     Ok(StoredUsage {
         bytes: bytes.max(0) as u64,

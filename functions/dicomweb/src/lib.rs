@@ -18,8 +18,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use pacs_shared::audit::{AuditOutcome, AuditTrail};
 use pacs_shared::auth::HospitalPrincipal;
 use pacs_shared::domain::HospitalId;
-use pacs_shared::dynamo::{Item, get_s};
 use pacs_shared::http::{error_response, path_param, principal};
+use pacs_shared::item::{Item, get_string};
 use pacs_shared::studies::{self, Instance, ReadableStudy, Series, Study, StudyFilter};
 use pacs_shared::{ApiError, ApiResult, Context};
 use serde_json::{Map, Value, json};
@@ -585,7 +585,7 @@ async fn retrieve(
             &bytes,
             inst.transfer_syntax_uid
                 .as_deref()
-                .or(get_s(&item, "transferSyntaxUid").as_deref()),
+                .or(get_string(&item, "transferSyntaxUid").as_deref()),
         )
     };
     trail.record(

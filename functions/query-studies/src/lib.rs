@@ -321,7 +321,7 @@ async fn download(
         uid,
         AuditOutcome::Success,
     );
-    tracing::info!(hospital_id = %caller.hospital_id, instances = instances.len(), "download presigned");
+    tracing::info!(hospital_id = %caller.hospital_id, instances = instances.len(), "download links issued");
     Ok(Download {
         study_instance_uid: uid.into(),
         hospital_id: found.hospital.to_string(),
