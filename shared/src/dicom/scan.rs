@@ -29,7 +29,7 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// small elements does not cost one ranged GET each.
 const MIN_GROWTH: u64 = 64 * 1024;
 /// First inflated window of a deflated data set; doubled up to the cap.
-const INFLATE_WINDOW: usize = 64 * 1024;
+const INFLATE_WINDOW: usize = 16 * 1024;
 
 pub(crate) const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 pub(crate) const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
