@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use pacs_local::{Stack, StackOptions};
 use serde_json::{Value, json};
 
-pub use runtime_api::{Invocation, RuntimeApi};
+pub use runtime_api::{Invocation, RuntimeApi, RuntimeSession};
 
 /// The workspace's `events/` folder of sample Lambda events.
 pub fn events_dir() -> PathBuf {
