@@ -18,14 +18,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
 use crate::context::Context;
 use crate::dicom::InstanceHeader;
 use crate::domain::HospitalId;
+use crate::dynamo;
 use crate::item::{Item, get_flag, get_s, get_string, get_u64, key, n, s};
 use crate::uploads::{UploadId, UploadStatus, upload_key};
 use crate::usage::{USAGE_SHARDS, add_stored};
@@ -125,7 +124,7 @@ pub enum ArchiveError {
     #[error("reading study {study_key} before indexing: {source}")]
     ReadBeforeWrite {
         study_key: String,
-        source: aws_sdk_dynamodb::Error,
+        source: crate::dynamo::BatchError,
     },
     #[error("re-reading upload {upload_id}: {source}")]
     ReadUpload {
@@ -310,37 +309,10 @@ async fn read_existing(ctx: &Context, job: &InstanceToIndex<'_>) -> Result<Exist
         source,
     };
 
-    let mut keys = vec![study.clone(), series.clone(), instance.clone()];
-    let mut found: Vec<Item> = Vec::new();
-    for attempt in 0..8u32 {
-        if keys.is_empty() {
-            break;
-        }
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
-        }
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(std::mem::take(&mut keys)))
-            .consistent_read(true)
-            .build()
-            .expect("keys are set");
-        let out = ctx
-            .clients
-            .dynamodb
-            .batch_get_item()
-            .request_items(table.clone(), request)
-            .send()
-            .await
-            .map_err(|e| err(e.into()))?;
-        if let Some(mut r) = out.responses {
-            found.extend(r.remove(table).unwrap_or_default());
-        }
-        keys = out
-            .unprocessed_keys
-            .and_then(|mut m| m.remove(table))
-            .map(|k| k.keys)
-            .unwrap_or_default();
-    }
+    let keys = vec![study.clone(), series.clone(), instance.clone()];
+    let found = dynamo::get_items(&ctx.clients.dynamodb, table, keys, true)
+        .await
+        .map_err(err)?;
 
     let mut existing = Existing {
         study: None,

@@ -35,11 +35,129 @@ pub fn store_error(
     }
 }
 
+/// A batch call that could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// DynamoDB refused or failed the request.
+    #[error("{0}")]
+    Request(#[from] aws_sdk_dynamodb::Error),
+    /// Throttling left part of the batch undone after every retry.
+    #[error("{left} item(s) still unprocessed after {BATCH_ROUNDS} rounds")]
+    Unprocessed { left: usize },
+}
+
+/// The client's view of a failed batch call.
+fn batch_error(step: &str, err: BatchError) -> ApiError {
+    match err {
+        BatchError::Request(e) => store_error(step, e),
+        BatchError::Unprocessed { left } => {
+            ApiError::unavailable(format!("{step}: {left} item(s) unprocessed"))
+        }
+    }
+}
+
+/// Waits before retry round `round` (1-based): 40 ms, doubling.
+async fn back_off(round: u32) {
+    tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
+}
+
 /// Gets `keys` from `table` with BatchGetItem, 100 at a time, retrying
-/// unprocessed keys. Items come back in no particular order; missing ones
-/// are simply absent.
+/// unprocessed keys with backoff. Items come back in no particular order;
+/// missing ones are simply absent.
+pub async fn get_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<Item>,
+    consistent: bool,
+) -> Result<Vec<Item>, BatchError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let mut pending = chunk.to_vec();
+        let mut round = 0;
+        while !pending.is_empty() {
+            if round > 0 {
+                if round >= BATCH_ROUNDS {
+                    return Err(BatchError::Unprocessed {
+                        left: pending.len(),
+                    });
+                }
+                back_off(round).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(consistent)
+                .build()
+                .expect("keys are set");
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(aws_sdk_dynamodb::Error::from)?;
+            if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
+                found.extend(items);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            round += 1;
+        }
+    }
+    Ok(found)
+}
+
+/// Puts `items` into `table` with BatchWriteItem, 25 at a time, retrying
+/// unprocessed items with backoff.
+pub async fn put_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<Item>,
+) -> Result<(), BatchError> {
+    for chunk in items.chunks(25) {
+        let mut pending: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .expect("an item is set");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        let mut round = 0;
+        while !pending.is_empty() {
+            if round > 0 {
+                if round >= BATCH_ROUNDS {
+                    return Err(BatchError::Unprocessed {
+                        left: pending.len(),
+                    });
+                }
+                back_off(round).await;
+            }
+            let out = client
+                .batch_write_item()
+                .request_items(table, std::mem::take(&mut pending))
+                .send()
+                .await
+                .map_err(aws_sdk_dynamodb::Error::from)?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            round += 1;
+        }
+    }
+    Ok(())
+}
+
+/// [`get_items`] for a route: eventually consistent, failures as the
+/// client sees them.
 pub async fn batch_get(ctx: &Context, table: &str, keys: Vec<Item>) -> ApiResult<Vec<Item>> {
-    batch_get_items(ctx, table, keys, false).await
+    get_items(&ctx.clients.dynamodb, table, keys, false)
+        .await
+        .map_err(|e| batch_error("batch get", e))
 }
 
 /// [`batch_get`] with strongly consistent reads, for decisions that must
@@ -49,89 +167,14 @@ pub async fn batch_get_consistent(
     table: &str,
     keys: Vec<Item>,
 ) -> ApiResult<Vec<Item>> {
-    batch_get_items(ctx, table, keys, true).await
+    get_items(&ctx.clients.dynamodb, table, keys, true)
+        .await
+        .map_err(|e| batch_error("batch get", e))
 }
 
-async fn batch_get_items(
-    ctx: &Context,
-    table: &str,
-    keys: Vec<Item>,
-    consistent: bool,
-) -> ApiResult<Vec<Item>> {
-    let mut found = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(100) {
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(chunk.to_vec()))
-                .consistent_read(consistent)
-                .build()
-                .map_err(|e| ApiError::internal(format!("building batch get: {e}")))?,
-        );
-        let mut round = 0;
-        while let Some(request) = pending.take() {
-            let out = ctx
-                .clients
-                .dynamodb
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(|e| store_error("batch get", e))?;
-            if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
-                found.extend(items);
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(table))
-                .filter(|k| !k.keys.is_empty());
-            if pending.is_some() {
-                round += 1;
-                if round >= BATCH_ROUNDS {
-                    return Err(ApiError::unavailable("batch get left keys unprocessed"));
-                }
-                tokio::time::sleep(Duration::from_millis(20 << round)).await;
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Puts `items` into `table` with BatchWriteItem, 25 at a time, retrying
-/// unprocessed items.
+/// [`put_items`] for a route.
 pub async fn batch_put(ctx: &Context, table: &str, items: Vec<Item>) -> ApiResult<()> {
-    for chunk in items.chunks(25) {
-        let mut pending: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|item| {
-                let put = PutRequest::builder()
-                    .set_item(Some(item.clone()))
-                    .build()
-                    .map_err(|e| ApiError::internal(format!("building batch put: {e}")))?;
-                Ok(WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<ApiResult<_>>()?;
-        let mut round = 0;
-        while !pending.is_empty() {
-            let out = ctx
-                .clients
-                .dynamodb
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .map_err(|e| store_error("batch write", e))?;
-            pending = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(table))
-                .unwrap_or_default();
-            if !pending.is_empty() {
-                round += 1;
-                if round >= BATCH_ROUNDS {
-                    return Err(ApiError::unavailable("batch write left items unprocessed"));
-                }
-                tokio::time::sleep(Duration::from_millis(20 << round)).await;
-            }
-        }
-    }
-    Ok(())
+    put_items(&ctx.clients.dynamodb, table, items)
+        .await
+        .map_err(|e| batch_error("batch write", e))
 }

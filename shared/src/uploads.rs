@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::context::Context;
 use crate::domain::HospitalId;
@@ -301,10 +301,8 @@ pub enum UploadStoreError {
     #[error("writing {count} upload records: {source}")]
     Write {
         count: usize,
-        source: aws_sdk_dynamodb::Error,
+        source: crate::dynamo::BatchError,
     },
-    #[error("writing upload records: {left} still unprocessed after retries")]
-    Unprocessed { left: usize },
     #[error("reading upload {upload_id}: {source}")]
     Read {
         upload_id: String,
@@ -322,49 +320,13 @@ pub enum UploadStoreError {
 /// Writes new upload records, 25 per BatchWriteItem, retrying unprocessed
 /// items with backoff.
 pub async fn put_uploads(ctx: &Context, uploads: &[Upload]) -> Result<(), UploadStoreError> {
-    let table = &ctx.settings.tenants_table;
-    for chunk in uploads.chunks(25) {
-        let mut requests: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|u| {
-                let put = PutRequest::builder()
-                    .set_item(Some(u.to_item()))
-                    .build()
-                    .expect("an item is set");
-                WriteRequest::builder().put_request(put).build()
-            })
-            .collect();
-        let mut attempt = 0u32;
-        while !requests.is_empty() {
-            if attempt > 0 {
-                let ms = 25u64 << attempt.min(6);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            if attempt == 8 {
-                return Err(UploadStoreError::Unprocessed {
-                    left: requests.len(),
-                });
-            }
-            let count = requests.len();
-            let out = ctx
-                .clients
-                .dynamodb
-                .batch_write_item()
-                .request_items(table.clone(), std::mem::take(&mut requests))
-                .send()
-                .await
-                .map_err(|e| UploadStoreError::Write {
-                    count,
-                    source: e.into(),
-                })?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(table))
-                .unwrap_or_default();
-            attempt += 1;
-        }
-    }
-    Ok(())
+    let items = uploads.iter().map(Upload::to_item).collect();
+    crate::dynamo::put_items(&ctx.clients.dynamodb, &ctx.settings.tenants_table, items)
+        .await
+        .map_err(|source| UploadStoreError::Write {
+            count: uploads.len(),
+            source,
+        })
 }
 
 /// Reads one upload of `hospital` (strongly consistent); `None` when that

@@ -21,9 +21,8 @@
 //! overshoot together by at most one call's declared bytes.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
 
 use crate::context::Context;
 use crate::domain::{HospitalId, Plan};
@@ -116,10 +115,8 @@ pub enum UsageError {
     #[error("reading usage of {hospital}: {source}")]
     Read {
         hospital: String,
-        source: aws_sdk_dynamodb::Error,
+        source: crate::dynamo::BatchError,
     },
-    #[error("reading usage of {hospital}: keys still unprocessed after retries")]
-    Unprocessed { hospital: String },
     #[error("reserving pending bytes of {hospital}: {source}")]
     Reserve {
         hospital: String,
@@ -139,43 +136,12 @@ pub async fn storage_snapshot(
     keys.push(key(hospital.as_str(), "HOSPITAL"));
     keys.push(pending_key(hospital));
 
-    let mut items: Vec<Item> = Vec::with_capacity(keys.len());
-    let mut attempt = 0u32;
-    while !keys.is_empty() {
-        if attempt == 8 {
-            return Err(UsageError::Unprocessed {
-                hospital: hospital.to_string(),
-            });
-        }
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
-        }
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(std::mem::take(&mut keys)))
-            .consistent_read(true)
-            .build()
-            .expect("keys are set");
-        let out = ctx
-            .clients
-            .dynamodb
-            .batch_get_item()
-            .request_items(table.clone(), request)
-            .send()
-            .await
-            .map_err(|e| UsageError::Read {
-                hospital: hospital.to_string(),
-                source: e.into(),
-            })?;
-        if let Some(mut responses) = out.responses {
-            items.extend(responses.remove(table).unwrap_or_default());
-        }
-        keys = out
-            .unprocessed_keys
-            .and_then(|mut m| m.remove(table))
-            .map(|k| k.keys)
-            .unwrap_or_default();
-        attempt += 1;
-    }
+    let items = dynamo::get_items(&ctx.clients.dynamodb, table, keys, true)
+        .await
+        .map_err(|source| UsageError::Read {
+            hospital: hospital.to_string(),
+            source,
+        })?;
 
     let mut snap = StorageSnapshot::default();
     for item in &items {
