@@ -315,12 +315,14 @@ mod tests {
             .iter()
             .find(|t| t.local_name == crate::ARCHIVE_TABLE)
             .unwrap();
-        assert_eq!(archive.indexes[0].projection_type, "INCLUDE");
+        let index = |name: &str| archive.indexes.iter().find(|i| i.name == name).unwrap();
+        assert_eq!(index("gsi1").projection_type, "INCLUDE");
         assert!(
-            archive.indexes[0]
+            index("gsi1")
                 .non_key_attributes
                 .contains(&"studyDate".to_owned())
         );
+        assert_eq!(index("gsi2").projection_type, "KEYS_ONLY");
     }
 
     #[test]

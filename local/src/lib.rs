@@ -268,6 +268,15 @@ impl Stack {
         self.context.clone()
     }
 
+    /// Runs the study sweep now rather than at the next tick: counts every
+    /// open study (and announces those quiet long enough), as the
+    /// scheduled `stable-studies` function does.
+    pub async fn sweep_now(
+        &self,
+    ) -> Result<on_object_created::Sweep, on_object_created::IngestError> {
+        on_object_created::sweep_open_studies(&self.context).await
+    }
+
     /// The platform-admin key, `pha_...`.
     pub fn platform_admin_key(&self) -> &str {
         &self.platform_admin_key
@@ -356,11 +365,11 @@ impl Drop for Stack {
     }
 }
 
-/// How often the local stack runs the stable-study sweep, as the
-/// scheduled `stable-studies` function does in AWS.
+/// How often the local stack runs the study sweep (counts, stable
+/// studies), as the scheduled `stable-studies` function does in AWS.
 pub const STABLE_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-/// Runs `announce_stable_studies` every [`STABLE_SWEEP_EVERY`] until `stop`;
+/// Runs `sweep_open_studies` every [`STABLE_SWEEP_EVERY`] until `stop`;
 /// a failed sweep is logged and retried at the next tick.
 fn sweep_stable_studies(context: Arc<Context>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -371,7 +380,7 @@ fn sweep_stable_studies(context: Arc<Context>, mut stop: watch::Receiver<bool>) 
                 _ = stop.wait_for(|stopped| *stopped) => return,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = on_object_created::announce_stable_studies(&context).await {
+            if let Err(e) = on_object_created::sweep_open_studies(&context).await {
                 tracing::error!(error = %e, "stable-study sweep failed");
             }
         }

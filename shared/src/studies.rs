@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{HospitalPrincipal, Principal};
 use crate::context::Context;
 use crate::cursor::{CursorSigner, binding_hash};
+use crate::dicom::MetadataRead;
 use crate::domain::HospitalId;
 use crate::dynamo::{self, store_error};
 use crate::error::{ApiError, ApiResult};
@@ -264,9 +265,10 @@ pub fn instance_metadata(item: &Item) -> Option<serde_json::Value> {
     }
 }
 
-/// The DICOM JSON header of an instance: the stored `metadata`, or, for a
-/// header too large to store (`metadataOmitted`), read again from the
-/// object with ranged GETs that stop before Pixel Data.
+/// The DICOM JSON header of an instance, read from its object with one
+/// ranged GET of `headerBytes` (the indexer recorded where the header
+/// ends) that stops before Pixel Data. An item that carries `metadata`
+/// itself is answered from it.
 pub async fn load_instance_metadata(
     ctx: &Context,
     hospital: &HospitalId,
@@ -282,17 +284,21 @@ pub async fn load_instance_metadata(
 
     let limits = crate::dicom::HeaderLimits::default();
     let size = inst.size_bytes;
-    let mut until = get_count(item, "headerBytes")
-        .max(64 * 1024)
-        .min(size.max(1));
+    // The header's end plus room for the element that follows it, which
+    // tells the reader the header is over.
+    let mut until = match get_count(item, "headerBytes") {
+        0 => 64 * 1024,
+        header => header + 256,
+    }
+    .min(size.max(1));
     // A header is bounded by the limits; each pass fetches at least what
     // the reader asked for, so this ends after a few GETs.
     for _ in 0..8 {
         let prefix = read_range(ctx, &inst.s3_key, until).await?;
-        match crate::dicom::read_header(&prefix, size, &limits) {
-            Ok(crate::dicom::HeaderRead::Complete(h)) => return Ok(Some(h.metadata)),
-            Ok(crate::dicom::HeaderRead::NeedMore { until: more }) if more > until => until = more,
-            Ok(crate::dicom::HeaderRead::NeedMore { .. }) => break,
+        match crate::dicom::read_metadata(&prefix, size, &limits) {
+            Ok(MetadataRead::Complete(json)) => return Ok(Some(json)),
+            Ok(MetadataRead::NeedMore { until: more }) if more > until => until = more,
+            Ok(MetadataRead::NeedMore { .. }) => break,
             Err(e) => {
                 return Err(ApiError::internal(format!(
                     "re-reading a stored header: {e}"

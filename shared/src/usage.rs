@@ -1,24 +1,27 @@
 //! A hospital's storage use: stored bytes in 16 counter shards, and bytes
-//! reserved by presigned uploads that have not been indexed yet.
+//! reserved by presigned uploads that have not been counted yet.
 //!
-//! Stored bytes are added by the indexer in the same transaction that
-//! writes the instance, to the shard its upload id picks, so one hospital's
-//! ingest spreads its counter writes over 16 keys and each file counts
-//! exactly once. The quota check reads the hospital, the 16 shards and the
-//! reservations in one BatchGetItem.
+//! Stored bytes are added by the study sweep (`archive::sweep_study`), in
+//! the same transaction that records what it counted on the study, to the
+//! shard the study's UID picks: each file counts exactly once, and the
+//! counter writes are per study, not per instance. The quota check reads
+//! the hospital, the 16 shards and the reservations in one BatchGetItem.
 //!
 //! Reservations live in one item per hospital (`{hosp}#PENDING`), as one
-//! attribute per minute in which URLs expire (`m{epochMinute}` = bytes).
-//! A presign adds its bytes to the minute its URLs expire in and removes
-//! the minutes already past; nothing else writes the item, so its write
-//! rate is the presign call rate (each call covers up to 100 files), not
-//! the file rate. The trade-off: indexing does not release a reservation
-//! (that would put every instance write on this one key), so an indexed
-//! file counts twice, as stored and as pending, until its URL's minute
-//! ends, at most the presign TTL. A hospital near its limit may be refused
-//! for those minutes; it is never let past its limit. Concurrent presigns
-//! read before they reserve, so two racing calls may each pass alone and
-//! overshoot together by at most one call's declared bytes.
+//! attribute per minute in which they end (`m{epochMinute}` = bytes). A
+//! presign adds its bytes to the minute its URLs expire in plus
+//! [`RESERVATION_GRACE`], and removes the minutes already past; nothing
+//! else writes the item, so its write rate is the presign call rate (each
+//! call covers up to 100 files), not the file rate. The grace covers the
+//! time from a last-second upload to the sweep that counts it, so a file
+//! is always counted as pending or as stored. The trade-off: indexing does
+//! not release a reservation (that would put every instance write on this
+//! one key), so a file may count twice, as stored and as pending, until
+//! its reservation's minute ends, at most the presign TTL plus the grace.
+//! A hospital near its limit may be refused for those minutes; it is never
+//! let past its limit. Concurrent presigns read before they reserve, so
+//! two racing calls may each pass alone and overshoot together by at most
+//! one call's declared bytes.
 
 use std::collections::HashMap;
 
@@ -29,6 +32,10 @@ use crate::domain::{HospitalId, Plan};
 use crate::dynamo;
 use crate::error::ApiResult;
 use crate::item::{Item, get_i64, get_s, get_u64, key, n, s};
+
+/// How long a reservation outlives its URL: time for the upload's event
+/// to be indexed and for the next sweep (every minute) to count it.
+pub const RESERVATION_GRACE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// How many counter items each hospital's usage is spread over.
 pub const SHARDS: u32 = 16;

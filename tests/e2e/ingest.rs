@@ -199,6 +199,12 @@ impl Harness {
         head.metadata.unwrap_or_default()
     }
 
+    /// One run of the scheduled sweep, as the stack's timer runs it:
+    /// counts every open study.
+    pub(crate) async fn sweep(&self) -> on_object_created::Sweep {
+        self.stack.sweep_now().await.expect("sweep")
+    }
+
     /// Sum of the hospital's stored-bytes shards.
     async fn stored(&self, h: &Hospital) -> (i64, i64) {
         let table = self.stack.context().settings.tenants_table.clone();
@@ -289,12 +295,12 @@ async fn indexes_every_encoding_field_by_field() {
         let key = text(&inst, "s3Key").expect("s3Key");
         assert!(key.starts_with(&format!("dicom/{}/upl_", h.id)), "{key}");
         assert!(harness.object_exists(key).await);
-        let metadata: Value =
-            serde_json::from_str(text(&inst, "metadata").expect("metadata")).expect("json");
-        assert_eq!(
-            metadata["00080018"]["Value"][0],
-            f.sop_instance_uid.as_str()
+        assert!(num(&inst, "headerBytes") > 0);
+        assert!(
+            !inst.contains_key("metadata"),
+            "the header stays in the object"
         );
+        assert_eq!(text(&inst, "modality"), Some(f.modality.code()));
 
         let series = harness
             .archive(
@@ -357,7 +363,10 @@ async fn indexes_every_encoding_field_by_field() {
         }
     }
 
-    // The three CT instances share a study and a series.
+    // Counted by the sweep: the three CT instances share a study and a
+    // series.
+    let swept = harness.sweep().await;
+    assert!(swept.swept >= 1, "{swept:?}");
     let study = harness
         .archive(&study_pk(&h, &ct), "STUDY")
         .await
@@ -379,6 +388,9 @@ async fn indexes_every_encoding_field_by_field() {
     assert_eq!(num(&series, "numberOfInstances"), 3);
 
     let total: i64 = variants.iter().map(|f| f.to_bytes().len() as i64).sum();
+    assert_eq!(harness.stored(&h).await, (total, variants.len() as i64));
+    // A second sweep finds nothing new to count.
+    harness.sweep().await;
     assert_eq!(harness.stored(&h).await, (total, variants.len() as i64));
     harness.stack.shutdown().await;
 }
@@ -408,6 +420,7 @@ async fn replayed_events_and_duplicate_files_count_once() {
             .expect("replay succeeds");
     }
     let pk = study_pk(&h, &f);
+    harness.sweep().await;
     let study = harness.archive(&pk, "STUDY").await.expect("study");
     assert_eq!(num(&study, "numberOfInstances"), 1);
     assert_eq!(num(&study, "sizeBytes"), bytes.len() as i64);
@@ -421,6 +434,8 @@ async fn replayed_events_and_duplicate_files_count_once() {
     assert_eq!(status["status"], "indexed", "{status}");
     assert_eq!(status["duplicate"], true);
     assert_eq!(status["replaced"], false);
+    harness.sweep().await;
+    harness.sweep().await;
     let study = harness.archive(&pk, "STUDY").await.expect("study");
     assert_eq!(num(&study, "numberOfInstances"), 1);
     assert_eq!(num(&study, "sizeBytes"), bytes.len() as i64);
@@ -452,6 +467,8 @@ async fn a_different_file_replaces_the_instance_once() {
     let first_bytes = first.to_bytes();
     let status = harness.ingest(&h, first_bytes.clone()).await;
     assert_eq!(status["status"], "indexed");
+    harness.sweep().await;
+    assert_eq!(harness.stored(&h).await, (first_bytes.len() as i64, 1));
     let pk = study_pk(&h, &first);
     let old_key = text(
         &harness.archive(&pk, &instance_sk(&first)).await.unwrap(),
@@ -479,6 +496,7 @@ async fn a_different_file_replaces_the_instance_once() {
         Some(sha256_hex(&second_bytes).as_str())
     );
     assert_eq!(num(&inst, "sizeBytes"), second_bytes.len() as i64);
+    harness.sweep().await;
     let study = harness.archive(&pk, "STUDY").await.expect("study");
     assert_eq!(num(&study, "numberOfInstances"), 1);
     assert_eq!(num(&study, "sizeBytes"), second_bytes.len() as i64);
@@ -730,24 +748,22 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
         "{text}"
     );
 
-    // A sweep with a zero quiet time closes the study once.
+    // A sweep with a zero quiet time counts the study, closes it and
+    // announces it once.
     let stack_ctx = harness.stack.context();
     let mut settings = stack_ctx.settings.clone();
     settings.stable_study_after = Duration::ZERO;
     let ctx = pacs_shared::Context::new(settings, stack_ctx.clients.clone());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        on_object_created::announce_stable_studies(&ctx)
+    let sweep = |ctx| async move {
+        on_object_created::sweep_open_studies(ctx)
             .await
-            .expect("sweep"),
-        1
-    );
-    assert_eq!(
-        on_object_created::announce_stable_studies(&ctx)
-            .await
-            .expect("sweep"),
-        0
-    );
+            .expect("sweep")
+    };
+    let first = sweep(&ctx).await;
+    assert_eq!((first.swept, first.announced), (1, 1), "{first:?}");
+    let second = sweep(&ctx).await;
+    assert_eq!((second.swept, second.announced), (0, 0), "{second:?}");
     let stable = loop {
         let event = bus.recv().await.expect("bus event");
         if event.to_string().contains("StudyStable") {
@@ -761,5 +777,29 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
         .await
         .expect("study");
     assert!(study.get("stableAt").is_some());
+    assert_eq!(study.get("open"), Some(&AttributeValue::Bool(false)));
+    assert!(!study.contains_key("gsi2pk"), "out of the open-study index");
+    assert_eq!(num(&study, "numberOfInstances"), 1);
+
+    // A late instance reopens the study; it is counted and announced again
+    // after its next quiet spell.
+    let late = f.next_instance();
+    let status = harness.ingest(&h, late.to_bytes()).await;
+    assert_eq!(status["status"], "indexed");
+    let study = harness
+        .archive(&study_pk(&h, &f), "STUDY")
+        .await
+        .expect("study");
+    assert_eq!(study.get("open"), Some(&AttributeValue::Bool(true)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let third = sweep(&ctx).await;
+    assert_eq!((third.swept, third.announced), (1, 1), "{third:?}");
+    let study = harness
+        .archive(&study_pk(&h, &f), "STUDY")
+        .await
+        .expect("study");
+    assert_eq!(num(&study, "numberOfInstances"), 2);
+    let total = (f.to_bytes().len() + late.to_bytes().len()) as i64;
+    assert_eq!(harness.stored(&h).await, (total, 2));
     harness.stack.shutdown().await;
 }

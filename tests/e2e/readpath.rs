@@ -1279,7 +1279,9 @@ async fn uploaded_studies_read_back_through_the_api_and_dicomweb_client() {
         );
     }
 
-    // The API lists the study with its counts; downloads are the bytes.
+    // The API lists the study with its counts, once the sweep counted it;
+    // downloads are the bytes.
+    env.stack.sweep_now().await.expect("sweep");
     let (st, v) = env.get("/api/studies?patientId=PAT-DW-1", &a.reader).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let s = &v["data"]["studies"][0];

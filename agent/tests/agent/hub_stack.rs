@@ -108,8 +108,15 @@ impl HubStack {
         answer["data"]["apiKey"].as_str().unwrap().to_owned()
     }
 
-    /// The study as `GET /api/studies/{uid}` shows it.
+    /// The study as `GET /api/studies/{uid}` shows it, once the sweep has
+    /// counted what was indexed.
     pub async fn study(&self, reader_key: &str, study_uid: &str) -> serde_json::Value {
+        self.stack
+            .as_ref()
+            .unwrap()
+            .sweep_now()
+            .await
+            .expect("sweep");
         self.get(reader_key, &format!("/api/studies/{study_uid}"))
             .await
     }

@@ -13,6 +13,7 @@
 //! fetch the instances one by one. Every response carries the CORS headers
 //! a browser viewer needs, and a preflight is answered without a key.
 
+use futures::{StreamExt, TryStreamExt};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use pacs_shared::audit::{AuditOutcome, AuditTrail};
@@ -485,6 +486,9 @@ async fn search_instances(
     )))
 }
 
+/// Instance headers read from S3 at once for one WADO-RS metadata answer.
+const METADATA_READS_AT_ONCE: usize = 32;
+
 async fn metadata(
     ctx: &Context,
     study: &ReadableStudy,
@@ -507,11 +511,19 @@ async fn metadata(
             series.unwrap_or("of this study")
         )));
     }
-    let mut out: Vec<Value> = Vec::with_capacity(items.len());
-    for item in &items {
-        let json = studies::load_instance_metadata(ctx, &study.hospital, item).await?;
-        out.push(json.unwrap_or_else(|| Value::Object(Map::new())));
-    }
+    // One ranged GET per instance, a bounded number at a time.
+    let reads: Vec<_> = items
+        .iter()
+        .map(|item| Box::pin(studies::load_instance_metadata(ctx, &study.hospital, item)))
+        .collect();
+    let found: Vec<Option<Value>> = futures::stream::iter(reads)
+        .buffered(METADATA_READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let out: Vec<Value> = found
+        .into_iter()
+        .map(|json| json.unwrap_or_else(|| Value::Object(Map::new())))
+        .collect();
     trail.record(
         &study.hospital,
         "dicomweb.metadata",

@@ -9,8 +9,8 @@
 //! so that Lambda retries it and then hands it to the dead-letter queue;
 //! every step is safe to repeat.
 //!
-//! The same crate's `stable-studies` binary announces studies that have
-//! been quiet for `STABLE_STUDY_SECONDS` ([`announce_stable_studies`]).
+//! The same crate's `stable-studies` binary counts open studies and
+//! announces those quiet for `STABLE_STUDY_SECONDS` ([`sweep_open_studies`]).
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use aws_sdk_s3::types::MetadataDirective;
@@ -543,31 +543,43 @@ fn sanitize_key(key: &str) -> String {
     if flat.is_empty() { "_".into() } else { flat }
 }
 
-/// Announces every study, of every hospital, that had no new instance for
-/// `stable_study_after`, once per quiet spell; returns how many. Runs on a
-/// schedule (the `stable-studies` binary); see docs/data-model.md.
-pub async fn announce_stable_studies(ctx: &Context) -> Result<usize, IngestError> {
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Sweep {
+    /// Open studies brought up to date.
+    pub swept: usize,
+    /// Of those, studies closed and announced stable.
+    pub announced: usize,
+}
+
+/// Brings every open study, of every hospital, up to date: its series and
+/// study counts and the hospital's stored bytes, from its instances. A
+/// study that had no new instance for `stable_study_after` is closed and
+/// announced, once per quiet spell. Runs on a schedule (the
+/// `stable-studies` binary); see docs/data-model.md.
+pub async fn sweep_open_studies(ctx: &Context) -> Result<Sweep, IngestError> {
     let now = pacs_shared::time::now();
     let quiet = ctx.settings.stable_study_after;
-    let mut announced = 0;
+    let mut sweep = Sweep::default();
     for hospital in list_hospitals(ctx).await? {
         let open = archive::open_studies(ctx, &hospital)
             .await
             .map_err(|source| IngestError::Sweep { source })?;
         for study in open {
-            let stable = archive::close_if_stable(ctx, &study, now, quiet)
+            let stable = archive::sweep_study(ctx, &study, now, quiet)
                 .await
                 .map_err(|source| IngestError::Sweep { source })?;
+            sweep.swept += 1;
             if let Some(detail) = stable {
                 events::publish(ctx, "StudyStable", &detail)
                     .await
                     .map_err(|source| IngestError::AnnounceStable { source })?;
                 tracing::info!(hospital_id = %hospital, "study stable");
-                announced += 1;
+                sweep.announced += 1;
             }
         }
     }
-    Ok(announced)
+    Ok(sweep)
 }
 
 /// Every hospital, from the tenants table's `HOSPITALS` index partition.

@@ -133,7 +133,7 @@ async fn create_uploads(ctx: &Context, req: &Request) -> ApiResult<Value> {
         ctx,
         hospital,
         declared_bytes,
-        url_expires.unix_timestamp(),
+        (url_expires + usage::RESERVATION_GRACE).unix_timestamp(),
         &snapshot.expired_minutes,
     )
     .await

@@ -11,7 +11,8 @@ use super::error::{DicomError, DicomResult};
 use super::scan::{self, Scanned, Syntax};
 use super::{InstanceHeader, is_valid_uid, json};
 
-pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
+/// Parses the pre-scanned data set with dicom-object.
+pub(crate) fn parse(scanned: &Scanned<'_>) -> DicomResult<InMemDicomObject> {
     // The pre-scan already inflated a deflated data set, and every other
     // syntax's data set is one of the three native encodings.
     let dataset_uid = match scanned.syntax {
@@ -25,13 +26,16 @@ pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
             step: "look up transfer syntax",
             message: dataset_uid.to_string(),
         })?;
-
-    let object = InMemDicomObject::read_dataset_with_ts(&scanned.dataset[..], ts).map_err(|e| {
+    InMemDicomObject::read_dataset_with_ts(&scanned.dataset[..], ts).map_err(|e| {
         DicomError::Parse {
             step: "parse data set",
             message: e.to_string(),
         }
-    })?;
+    })
+}
+
+pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
+    let object = parse(&scanned)?;
     let text = |tag: Tag| text(&object, tag);
     let meta = &scanned.meta;
 
@@ -75,7 +79,6 @@ pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
         columns: number(&object, tags::COLUMNS),
         header_len: scanned.header_len,
         pixel_data_offset: scanned.pixel_data_offset,
-        metadata: json::to_dicom_json(&object),
     })
 }
 

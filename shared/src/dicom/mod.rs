@@ -142,10 +142,6 @@ pub struct InstanceHeader {
     /// File offset of the Pixel Data element, when the file has one and
     /// is not deflated.
     pub pixel_data_offset: Option<u64>,
-    /// The data set as DICOM JSON (PS3.18 F.2) for WADO-RS metadata,
-    /// without the file meta group and without binary values over
-    /// [`BULK_DATA_THRESHOLD`] bytes, which are left out entirely.
-    pub metadata: serde_json::Value,
 }
 
 /// Reads the header of an object of `object_size` bytes from its first
@@ -167,6 +163,38 @@ pub fn read_header(
     match scan::scan(prefix, object_size, limits)? {
         scan::Scan::NeedMore(until) => Ok(HeaderRead::NeedMore { until }),
         scan::Scan::Done(scanned) => extract::extract(scanned).map(HeaderRead::Complete),
+    }
+}
+
+/// What [`read_metadata`] made of the bytes it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataRead {
+    /// The data set as DICOM JSON (PS3.18 F.2) for WADO-RS metadata,
+    /// without the file meta group and without binary values over
+    /// [`BULK_DATA_THRESHOLD`] bytes, which are left out entirely.
+    Complete(serde_json::Value),
+    /// As [`HeaderRead::NeedMore`].
+    NeedMore { until: u64 },
+}
+
+/// Reads the header of an object as DICOM JSON, under the same guards and
+/// with the same calling pattern as [`read_header`]. Indexing does not
+/// need it; WADO-RS metadata reads it from the stored object.
+///
+/// # Errors
+///
+/// As [`read_header`].
+pub fn read_metadata(
+    prefix: &[u8],
+    object_size: u64,
+    limits: &HeaderLimits,
+) -> Result<MetadataRead, DicomError> {
+    match scan::scan(prefix, object_size, limits)? {
+        scan::Scan::NeedMore(until) => Ok(MetadataRead::NeedMore { until }),
+        scan::Scan::Done(scanned) => {
+            let object = extract::parse(&scanned)?;
+            Ok(MetadataRead::Complete(json::to_dicom_json(&object)))
+        }
     }
 }
 

@@ -537,7 +537,11 @@ fn metadata_follows_the_dicom_json_model() {
         pixels(),
     ]
     .concat();
-    let m = complete(&part10(EXPLICIT_LE, &dataset)).unwrap().metadata;
+    let bytes = part10(EXPLICIT_LE, &dataset);
+    let read = read_metadata(&bytes, bytes.len() as u64, &HeaderLimits::default()).unwrap();
+    let MetadataRead::Complete(m) = read else {
+        panic!("{read:?}")
+    };
 
     assert_eq!(m["00081030"], serde_json::json!({"vr": "LO"}));
     assert_eq!(m["00100010"]["Value"][0]["Alphabetic"], "Yamada^Tarou");

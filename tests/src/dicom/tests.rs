@@ -7,7 +7,9 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use pacs_shared::dicom::{DicomError, HeaderLimits, HeaderRead, InstanceHeader, read_header};
+use pacs_shared::dicom::{
+    DicomError, HeaderLimits, HeaderRead, InstanceHeader, MetadataRead, read_header, read_metadata,
+};
 
 use super::hostile::{self, Executable};
 use super::{DicomFixture, Layout, Modality, TransferSyntax};
@@ -125,8 +127,12 @@ fn every_modality_and_multi_frame_reads_back() {
 #[test]
 fn metadata_is_dicom_json_without_bulk_data() {
     let fixture = DicomFixture::ct().transfer_syntax(TransferSyntax::ImplicitVrLittleEndian);
-    let header = read_all(&fixture.to_bytes()).unwrap();
-    let m = &header.metadata;
+    let bytes = fixture.to_bytes();
+    let read = read_metadata(&bytes, bytes.len() as u64, &HeaderLimits::default());
+    let Ok(MetadataRead::Complete(m)) = read else {
+        panic!("{read:?}")
+    };
+    let m = &m;
 
     assert_eq!(m["00100010"]["vr"], "PN");
     assert_eq!(m["00100010"]["Value"][0]["Alphabetic"], "DOE^JANE");

@@ -10,9 +10,7 @@ async fn main() -> Result<(), Error> {
     let ctx = &ctx;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            on_object_created::announce_stable_studies(ctx)
-                .await
-                .map(|n| serde_json::json!({ "announced": n }))
+            on_object_created::sweep_open_studies(ctx).await
         },
     ))
     .await
