@@ -25,11 +25,24 @@ pub struct Counts {
     pub read_units: u64,
     /// Body bytes of S3 GetObject responses.
     pub s3_bytes_read: u64,
-    /// Writes per `table/partition key`.
+    /// Write units per `table/partition key`.
     pub partition_writes: BTreeMap<String, u64>,
 }
 
 impl Counts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Counts) {
+        for (k, v) in &other.requests {
+            *self.requests.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.partition_writes {
+            *self.partition_writes.entry(k.clone()).or_default() += v;
+        }
+        self.write_units += other.write_units;
+        self.read_units += other.read_units;
+        self.s3_bytes_read += other.s3_bytes_read;
+    }
+
     /// Requests of `service` whose operation satisfies `pick`.
     pub fn sum(&self, service: &str, pick: impl Fn(&str) -> bool) -> u64 {
         self.requests
@@ -94,6 +107,22 @@ impl Intercept for Counter {
         Ok(())
     }
 
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Ok(output) = context.output_or_error() {
+            if let Some(query) =
+                output.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>()
+            {
+                self.bill_query(query);
+            }
+        }
+        Ok(())
+    }
+
     fn read_before_deserialization(
         &self,
         context: &BeforeDeserializationInterceptorContextRef<'_>,
@@ -114,6 +143,43 @@ impl Intercept for Counter {
     }
 }
 
+impl Counter {
+    /// Bills a Query by the items it returned.
+    fn bill_query(&self, output: &aws_sdk_dynamodb::operation::query::QueryOutput) {
+        let bytes: u64 = output
+            .items()
+            .iter()
+            .map(|item| item_size(&attribute_map_json(item)))
+            .sum();
+        self.tally.0.lock().expect("tally").read_units += bytes.div_ceil(4096).max(1);
+    }
+}
+
+/// An item as DynamoDB's JSON wire form, for [`item_size`].
+fn attribute_map_json(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use base64::Engine as _;
+    fn value(v: &A) -> Value {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        match v {
+            A::S(s) => serde_json::json!({ "S": s }),
+            A::N(n) => serde_json::json!({ "N": n }),
+            A::B(b) => serde_json::json!({ "B": b64(b.as_ref()) }),
+            A::Bool(b) => serde_json::json!({ "BOOL": b }),
+            A::Null(_) => serde_json::json!({ "NULL": true }),
+            A::Ss(s) => serde_json::json!({ "SS": s }),
+            A::Ns(n) => serde_json::json!({ "NS": n }),
+            A::Bs(b) => serde_json::json!({ "BS": b.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() }),
+            A::L(l) => serde_json::json!({ "L": l.iter().map(value).collect::<Vec<_>>() }),
+            A::M(m) => serde_json::json!({ "M": attribute_map_json(m) }),
+            _ => Value::Null,
+        }
+    }
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+}
+
 /// The S3 operation of a request, from the SDK's `x-id` query parameter
 /// or else the method.
 fn s3_operation(method: &str, uri: &str) -> String {
@@ -122,12 +188,63 @@ fn s3_operation(method: &str, uri: &str) -> String {
         .unwrap_or_else(|| method.to_owned())
 }
 
+/// The size DynamoDB bills for an item in its JSON wire form: attribute
+/// names plus values (strings and binaries by their bytes, numbers by
+/// their significant digits, containers with their per-element overhead).
+pub fn item_size(item: &Value) -> u64 {
+    item.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| name.len() as u64 + value_size(value))
+        .sum()
+}
+
+fn value_size(value: &Value) -> u64 {
+    let Some((kind, v)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return 0;
+    };
+    let number = |n: &str| {
+        let digits = n.trim_start_matches('-').replace('.', "");
+        let significant = digits.trim_start_matches('0').trim_end_matches('0').len() as u64;
+        significant.div_ceil(2) + 1
+    };
+    let binary = |b: &str| (b.len() as u64 * 3) / 4;
+    let text = |v: &Value| v.as_str().map_or(0, |s| s.len() as u64);
+    fn list(v: &Value) -> impl Iterator<Item = &Value> {
+        v.as_array().into_iter().flatten()
+    }
+    match kind.as_str() {
+        "S" => text(v),
+        "N" => number(v.as_str().unwrap_or("0")),
+        "B" => binary(v.as_str().unwrap_or("")),
+        "BOOL" | "NULL" => 1,
+        "SS" => list(v).map(text).sum(),
+        "NS" => list(v).map(|n| number(n.as_str().unwrap_or("0"))).sum(),
+        "BS" => list(v).map(|b| binary(b.as_str().unwrap_or(""))).sum(),
+        "L" => 3 + list(v).map(|e| 1 + value_size(e)).sum::<u64>(),
+        "M" => 3 + v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, e)| 1 + k.len() as u64 + value_size(e))
+            .sum::<u64>(),
+        _ => 0,
+    }
+}
+
+/// Write units for an item: one per KiB, at least one.
+fn write_units(item: &Value) -> u64 {
+    item_size(item).div_ceil(1024).max(1)
+}
+
 /// Capacity units as DynamoDB on-demand bills them: a write unit per KiB
 /// of item written (two in a transaction), a read unit per strongly
-/// consistent item read up to 4 KiB. Updates and deletes are taken as one
-/// KiB items; item sizes are those of the request's JSON.
+/// consistent item read up to 4 KiB. Puts are sized by their item as
+/// DynamoDB sizes it; updates, deletes and condition checks are taken as
+/// items of at most one KiB (what this system updates: uploads, study and
+/// series items, counters). A conditional write that fails is billed
+/// like one that succeeds. Queries are billed from their responses.
 fn bill_dynamodb(operation: &str, body: &Value, counts: &mut Counts) {
-    let kib = |item: &Value| (item.to_string().len() as u64).div_ceil(1024).max(1);
     let pk = |table: &Value, key: &Value| {
         format!(
             "{}/{}",
@@ -137,7 +254,7 @@ fn bill_dynamodb(operation: &str, body: &Value, counts: &mut Counts) {
     };
     let write = |counts: &mut Counts, units: u64, partition: String| {
         counts.write_units += units;
-        *counts.partition_writes.entry(partition).or_default() += 1;
+        *counts.partition_writes.entry(partition).or_default() += units;
     };
     match operation {
         "TransactWriteItems" => {
@@ -145,7 +262,7 @@ fn bill_dynamodb(operation: &str, body: &Value, counts: &mut Counts) {
                 if let Some(put) = item.get("Put") {
                     write(
                         counts,
-                        2 * kib(&put["Item"]),
+                        2 * write_units(&put["Item"]),
                         pk(&put["TableName"], &put["Item"]),
                     );
                 } else if let Some((_, op)) = item.as_object().and_then(|o| o.iter().next()) {
@@ -158,7 +275,7 @@ fn bill_dynamodb(operation: &str, body: &Value, counts: &mut Counts) {
             for (table, requests) in tables {
                 for r in requests.as_array().into_iter().flatten() {
                     let item = &r["PutRequest"]["Item"];
-                    let units = if item.is_null() { 1 } else { kib(item) };
+                    let units = if item.is_null() { 1 } else { write_units(item) };
                     let key = if item.is_null() {
                         &r["DeleteRequest"]["Key"]
                     } else {
@@ -170,11 +287,11 @@ fn bill_dynamodb(operation: &str, body: &Value, counts: &mut Counts) {
         }
         "PutItem" => write(
             counts,
-            kib(&body["Item"]),
+            write_units(&body["Item"]),
             pk(&body["TableName"], &body["Item"]),
         ),
         "UpdateItem" | "DeleteItem" => write(counts, 1, pk(&body["TableName"], &body["Key"])),
-        "GetItem" | "Query" => counts.read_units += 1,
+        "GetItem" => counts.read_units += 1,
         "BatchGetItem" => {
             let tables = body["RequestItems"].as_object().into_iter().flatten();
             for (_, request) in tables {

@@ -67,6 +67,9 @@ pub struct StackOptions {
     /// Waits between the attempts of an S3 event delivery (Lambda's
     /// asynchronous invoke makes three attempts in all).
     pub delivery_backoff: Vec<Duration>,
+    /// How often the study sweep runs (as the scheduled `stable-studies`
+    /// function); `None` runs it only when [`Stack::sweep_now`] is called.
+    pub sweep_every: Option<Duration>,
 }
 
 impl StackOptions {
@@ -79,6 +82,7 @@ impl StackOptions {
             dynamodb_port: 0,
             events_port: 0,
             delivery_backoff: vec![Duration::from_millis(200), Duration::from_millis(800)],
+            sweep_every: Some(STABLE_SWEEP_EVERY),
         }
     }
 }
@@ -208,7 +212,9 @@ impl Stack {
             calls: calls.clone(),
         };
         tasks.push(api::serve(api, gateway, stop_rx.clone()));
-        tasks.push(sweep_stable_studies(context.clone(), stop_rx.clone()));
+        if let Some(every) = options.sweep_every {
+            tasks.push(sweep_stable_studies(context.clone(), every, stop_rx.clone()));
+        }
 
         tracing::info!(
             api = %api_addr, s3 = %s3_addr, dynamodb = %dynamodb_addr, events = %events_addr,
@@ -369,11 +375,15 @@ impl Drop for Stack {
 /// studies), as the scheduled `stable-studies` function does in AWS.
 pub const STABLE_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-/// Runs `sweep_open_studies` every [`STABLE_SWEEP_EVERY`] until `stop`;
+/// Runs `sweep_open_studies` every `every` until `stop`;
 /// a failed sweep is logged and retried at the next tick.
-fn sweep_stable_studies(context: Arc<Context>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn sweep_stable_studies(
+    context: Arc<Context>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(STABLE_SWEEP_EVERY);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
