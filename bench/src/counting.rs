@@ -109,7 +109,9 @@ impl Intercept for Counter {
 
     fn read_after_deserialization(
         &self,
-        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<
+            '_,
+        >,
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -171,7 +173,9 @@ fn attribute_map_json(
             A::Null(_) => serde_json::json!({ "NULL": true }),
             A::Ss(s) => serde_json::json!({ "SS": s }),
             A::Ns(n) => serde_json::json!({ "NS": n }),
-            A::Bs(b) => serde_json::json!({ "BS": b.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() }),
+            A::Bs(b) => {
+                serde_json::json!({ "BS": b.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
+            }
             A::L(l) => serde_json::json!({ "L": l.iter().map(value).collect::<Vec<_>>() }),
             A::M(m) => serde_json::json!({ "M": attribute_map_json(m) }),
             _ => Value::Null,
@@ -222,12 +226,14 @@ fn value_size(value: &Value) -> u64 {
         "NS" => list(v).map(|n| number(n.as_str().unwrap_or("0"))).sum(),
         "BS" => list(v).map(|b| binary(b.as_str().unwrap_or(""))).sum(),
         "L" => 3 + list(v).map(|e| 1 + value_size(e)).sum::<u64>(),
-        "M" => 3 + v
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, e)| 1 + k.len() as u64 + value_size(e))
-            .sum::<u64>(),
+        "M" => {
+            3 + v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, e)| 1 + k.len() as u64 + value_size(e))
+                .sum::<u64>()
+        }
         _ => 0,
     }
 }

@@ -52,8 +52,10 @@ pub fn run(corpus: &Corpus, options: &Options) -> anyhow::Result<Vec<Row>> {
         None => Ok(None),
     };
     // Indexing: the header's fields, what the ingest function does per file.
-    let row = Row::new(format!("headers indexed/s/core, {n} files ~40 KB, mixed syntaxes"))
-        .ours(per_second(ours));
+    let row = Row::new(format!(
+        "headers indexed/s/core, {n} files ~40 KB, mixed syntaxes"
+    ))
+    .ours(per_second(ours));
     rows.push(match reference(false)? {
         Some(reference) => {
             let ratio = ours / reference;
@@ -68,7 +70,8 @@ pub fn run(corpus: &Corpus, options: &Options) -> anyhow::Result<Vec<Row>> {
             .target(format!(">= {TARGET_RATIO}x"), None),
     });
     // WADO-RS metadata: the same files turned into DICOM JSON, on reads.
-    let row = Row::new("  header to DICOM JSON/s/core (WADO-RS metadata)").ours(per_second(ours_json));
+    let row =
+        Row::new("  header to DICOM JSON/s/core (WADO-RS metadata)").ours(per_second(ours_json));
     rows.push(match reference(true)? {
         Some(reference) => row
             .reference(format!("{} (pydicom to_json_dict)", per_second(reference)))

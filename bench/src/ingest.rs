@@ -117,7 +117,10 @@ pub async fn run(corpus: &Corpus, options: &Options) -> anyhow::Result<Vec<(Stri
     // The scheduled sweep's part: one pass over the burst's studies, with
     // no quiet time, counts and closes each (as the minute after a study's
     // last instance does in AWS).
-    eprintln!("ingest: counting the sweep over {} studies", options.studies);
+    eprintln!(
+        "ingest: counting the sweep over {} studies",
+        options.studies
+    );
     let mut quiet_now = settings.clone();
     quiet_now.stable_study_after = Duration::ZERO;
     let sweep_ctx = Context::new(quiet_now, ctx.clients.clone());
@@ -200,10 +203,76 @@ pub async fn run(corpus: &Corpus, options: &Options) -> anyhow::Result<Vec<(Stri
             .reference("n/a (no Orthanc)")
             .target(">= 2x Orthanc", None),
     };
-    sections.push(("End to end".into(), vec![row]));
+    // What bounds the figure above on one machine: the local DynamoDB
+    // server keeps one SQLite connection behind one lock, so its requests
+    // run one at a time, whatever the concurrency.
+    let ddb_rate = dynamodb_ceiling(&stack, options.workers).await?;
+    let ddb_per_instance =
+        (with_sweep.sum("dynamodb", |_| true) + api.sum("dynamodb", |_| true)) as f64 / n;
+    let ceiling = Row::new(format!(
+        "local DynamoDB requests/s, {} clients (PutItem then GetItem)",
+        options.workers
+    ))
+    .ours(per_second(ddb_rate))
+    .reference(format!(
+        "/ {ddb_per_instance:.2} requests per instance = {} at most end to end",
+        per_second(ddb_rate / ddb_per_instance)
+    ));
+    sections.push(("End to end".into(), vec![row, ceiling]));
 
     stack.shutdown().await;
     Ok(sections)
+}
+
+/// Requests per second the stack's DynamoDB server answers with `workers`
+/// clients: instance-sized PutItems, each followed by a consistent GetItem
+/// of the same item, as the indexer's writes and reads.
+async fn dynamodb_ceiling(stack: &Stack, workers: usize) -> anyhow::Result<f64> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    const ROUNDS: usize = 2000;
+    let ctx = stack.context();
+    let table = ctx.settings.archive_table.clone();
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..ROUNDS)
+        .map(|i| {
+            let (ctx, table) = (ctx.clone(), table.clone());
+            async move {
+                let pk = A::S(format!("hosp_0000000000000000#2.25.{}", i % 50));
+                let sk = A::S(format!("INSTANCE#2.25.1#2.25.{i}"));
+                ctx.clients
+                    .dynamodb
+                    .put_item()
+                    .table_name(&table)
+                    .item("pk", pk.clone())
+                    .item("sk", sk.clone())
+                    .item(
+                        "s3Key",
+                        A::S(format!("dicom/hosp_0000000000000000/upl_{i:032}.dcm")),
+                    )
+                    .item("sha256", A::S("0".repeat(64)))
+                    .item("sizeBytes", A::N("40960".into()))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await?;
+                ctx.clients
+                    .dynamodb
+                    .get_item()
+                    .table_name(&table)
+                    .key("pk", pk)
+                    .key("sk", sk)
+                    .consistent_read(true)
+                    .send()
+                    .await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(workers)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok((2 * ROUNDS) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Registers a hospital through the API and returns its agent key.
@@ -395,13 +464,23 @@ fn sweep_row(sweep: &Counts, studies: usize, announced: usize) -> Row {
         .requests
         .iter()
         .filter(|(k, _)| k.starts_with("dynamodb:"))
-        .map(|(k, v)| format!("{} {:.1}", k.split_once(':').map_or(k.as_str(), |x| x.1), per(*v)))
+        .map(|(k, v)| {
+            format!(
+                "{} {:.1}",
+                k.split_once(':').map_or(k.as_str(), |x| x.1),
+                per(*v)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Row::new(format!(
         "sweep per study ({studies} studies, {announced} closed): WRU / RRU"
     ))
-    .ours(format!("{:.1} / {:.1}", per(sweep.write_units), per(sweep.read_units)))
+    .ours(format!(
+        "{:.1} / {:.1}",
+        per(sweep.write_units),
+        per(sweep.read_units)
+    ))
     .reference(format!("{ops}; included below, once per study"))
 }
 
@@ -469,7 +548,8 @@ fn request_rows(api: &Counts, index: &Counts, n: f64, indexer_busy: f64) -> Vec<
         Row::new("DynamoDB units per instance (WRU / RRU)")
             .ours(format!("{:.2} / {:.2}", per(wru), per(rru)))
             .reference(format!("presign: {}", ops(api, "dynamodb:"))),
-        Row::new("EventBridge events per instance (indexed, stable)").ours(format!("{:.2}", per(events))),
+        Row::new("EventBridge events per instance (indexed, stable)")
+            .ours(format!("{:.2}", per(events))),
         Row::new("Lambda ms per instance, indexer and sweep (in-process, 8 at once)")
             .ours(format!("{:.1}", indexer_busy * 1000.0 / n))
             .reference(format!(

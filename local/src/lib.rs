@@ -213,7 +213,11 @@ impl Stack {
         };
         tasks.push(api::serve(api, gateway, stop_rx.clone()));
         if let Some(every) = options.sweep_every {
-            tasks.push(sweep_stable_studies(context.clone(), every, stop_rx.clone()));
+            tasks.push(sweep_stable_studies(
+                context.clone(),
+                every,
+                stop_rx.clone(),
+            ));
         }
 
         tracing::info!(
