@@ -803,3 +803,33 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
     assert_eq!(harness.stored(&h).await, (total, 2));
     harness.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn overlapping_sweeps_count_each_file_once() {
+    let harness = Harness::start().await;
+    let h = harness.register("Sweep Hospital").await;
+
+    let first = DicomFixture::ct();
+    let files = [
+        first.clone(),
+        first.next_instance(),
+        first.next_instance().next_instance(),
+    ];
+    let mut total = 0;
+    for (i, f) in files.iter().enumerate() {
+        let bytes = f.to_bytes();
+        total += bytes.len() as i64;
+        assert_eq!(harness.ingest(&h, bytes).await["status"], "indexed");
+        // Three sweeps at once after every file: each file still counts once.
+        let _ = tokio::join!(harness.sweep(), harness.sweep(), harness.sweep());
+        assert_eq!(harness.stored(&h).await, (total, i as i64 + 1));
+    }
+    let study = harness
+        .archive(&study_pk(&h, &first), "STUDY")
+        .await
+        .expect("study");
+    assert_eq!(num(&study, "numberOfInstances"), 3);
+    assert_eq!(num(&study, "countedInstances"), 3);
+    assert_eq!(num(&study, "sizeBytes"), total);
+    harness.stack.shutdown().await;
+}
