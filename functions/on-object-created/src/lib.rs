@@ -14,6 +14,7 @@
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use aws_sdk_s3::types::MetadataDirective;
+use futures::StreamExt;
 use pacs_shared::Context;
 use pacs_shared::archive::{self, IndexOutcome, InstanceToIndex};
 use pacs_shared::dicom::{self, HeaderLimits, HeaderRead, InstanceHeader};
@@ -543,6 +544,9 @@ fn sanitize_key(key: &str) -> String {
     if flat.is_empty() { "_".into() } else { flat }
 }
 
+/// Open studies one sweep brings up to date at once.
+const STUDIES_SWEPT_AT_ONCE: usize = 16;
+
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Sweep {
@@ -565,18 +569,28 @@ pub async fn sweep_open_studies(ctx: &Context) -> Result<Sweep, IngestError> {
         let open = archive::open_studies(ctx, &hospital)
             .await
             .map_err(|source| IngestError::Sweep { source })?;
-        for study in open {
-            let stable = archive::sweep_study(ctx, &study, now, quiet)
-                .await
-                .map_err(|source| IngestError::Sweep { source })?;
-            sweep.swept += 1;
-            if let Some(detail) = stable {
+        // Studies are independent partitions: several at a time, so a
+        // hospital with many open studies fits in one run.
+        let announced: Vec<Result<bool, IngestError>> = futures::stream::iter(open)
+            .map(|study| async move {
+                let stable = archive::sweep_study(ctx, &study, now, quiet)
+                    .await
+                    .map_err(|source| IngestError::Sweep { source })?;
+                let Some(detail) = stable else {
+                    return Ok(false);
+                };
                 events::publish(ctx, "StudyStable", &detail)
                     .await
                     .map_err(|source| IngestError::AnnounceStable { source })?;
-                tracing::info!(hospital_id = %hospital, "study stable");
-                sweep.announced += 1;
-            }
+                tracing::info!(hospital_id = %study.hospital, "study stable");
+                Ok(true)
+            })
+            .buffer_unordered(STUDIES_SWEPT_AT_ONCE)
+            .collect()
+            .await;
+        for result in announced {
+            sweep.swept += 1;
+            sweep.announced += usize::from(result?);
         }
     }
     Ok(sweep)
