@@ -4,7 +4,8 @@
 //!
 //! - a PUT carrying `x-amz-checksum-sha256` is verified before anything is
 //!   written (s3s-fs would write first and refuse after, leaving the bad
-//!   bytes in place);
+//!   bytes in place): the body goes to a spool file under the data dir
+//!   while it is hashed, so memory stays bounded whatever its size;
 //! - every successful PutObject or CompleteMultipartUpload under `dicom/`
 //!   delivers a real S3 event to `on-object-created`, asynchronously, with
 //!   Lambda's retries and a dead-letter file when they are spent.
@@ -42,7 +43,23 @@ const ATTEMPTS: u32 = 3;
 
 /// Largest body buffered for checksum verification: one presigned PUT's
 /// limit.
-const MAX_VERIFIED_BODY: usize = 5 * 1024 * 1024 * 1024;
+const MAX_VERIFIED_BODY: u64 = 5 * 1024 * 1024 * 1024;
+
+/// A file's bytes as a stream of chunks of up to 256 KiB.
+fn read_chunks(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static {
+    futures::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 256 * 1024];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((bytes::Bytes::from(buf), file)))
+    })
+}
 
 /// One attempt to deliver an S3 event to `on-object-created`.
 #[derive(Debug, Clone)]
@@ -237,10 +254,60 @@ async fn write_dead_letter(
 struct NotifyingS3 {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    /// Where PUT bodies wait while their checksum is verified.
+    spool: PathBuf,
     notifier: Arc<Notifier>,
 }
 
 impl NotifyingS3 {
+    /// Writes a PUT body to a spool file while hashing it, in bounded
+    /// memory whatever its size, and hands back the file, open for reading,
+    /// only when its SHA-256 is `expected` (base64). The spool file is
+    /// unlinked either way; the open handle keeps the bytes readable.
+    async fn spool_verified(
+        &self,
+        mut blob: StreamingBlob,
+        expected: &str,
+    ) -> S3Result<tokio::fs::File> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+
+        let path = self
+            .spool
+            .join(format!("{:016x}.part", rand::random::<u64>()));
+        let io = |e: std::io::Error| s3_error!(InternalError, "spooling the body: {e}");
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(io)?;
+        let _ = tokio::fs::remove_file(&path).await;
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = blob.next().await {
+            let chunk =
+                chunk.map_err(|e| s3_error!(IncompleteBody, "reading the body failed: {e}"))?;
+            total += chunk.len() as u64;
+            if total > MAX_VERIFIED_BODY {
+                return Err(s3_error!(EntityTooLarge));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        if BASE64.encode(hasher.finalize()) != expected {
+            return Err(s3_error!(
+                BadDigest,
+                "the body's SHA-256 does not match x-amz-checksum-sha256"
+            ));
+        }
+        file.flush().await.map_err(io)?;
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+        Ok(file)
+    }
+
     async fn put_object_checked(
         &self,
         mut req: S3Request<PutObjectInput>,
@@ -249,18 +316,8 @@ impl NotifyingS3 {
             let Some(blob) = req.input.body.take() else {
                 return Err(s3_error!(IncompleteBody));
             };
-            let mut body = s3s::Body::from(blob);
-            let bytes = body
-                .store_all_limited(MAX_VERIFIED_BODY)
-                .await
-                .map_err(|e| s3_error!(IncompleteBody, "reading the body failed: {e}"))?;
-            if BASE64.encode(Sha256::digest(&bytes)) != expected {
-                return Err(s3_error!(
-                    BadDigest,
-                    "the body's SHA-256 does not match x-amz-checksum-sha256"
-                ));
-            }
-            req.input.body = Some(StreamingBlob::from(s3s::Body::from(bytes)));
+            let verified = self.spool_verified(blob, &expected).await?;
+            req.input.body = Some(StreamingBlob::wrap(read_chunks(verified)));
         }
 
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
@@ -403,10 +460,16 @@ pub fn serve(
         source,
     })?;
     let fs = s3s_fs::FileSystem::new(&root).map_err(|e| StartError::S3(format!("{e:?}")))?;
+    let spool = data_dir.join("s3-spool");
+    std::fs::create_dir_all(&spool).map_err(|source| StartError::DataDir {
+        path: spool.clone(),
+        source,
+    })?;
 
     let wrapper = NotifyingS3 {
         fs,
         root,
+        spool,
         notifier: Arc::new(notifier),
     };
     let mut builder = S3ServiceBuilder::new(wrapper);

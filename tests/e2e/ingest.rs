@@ -648,6 +648,13 @@ async fn tampered_puts_are_refused_and_the_upload_stays_pending() {
             .object_exists(&format!("dicom/{}/{}.dcm", h.id, upload.id))
             .await
     );
+
+    // The true bytes still go through the same URL, and no refused body
+    // is left behind in the local server's spool.
+    assert_eq!(harness.put(&upload, bytes).await, 200);
+    assert_eq!(harness.settled(&h, &upload.id).await["status"], "indexed");
+    let spool = harness._dir.path().join("s3-spool");
+    assert_eq!(std::fs::read_dir(&spool).expect("spool dir").count(), 0);
     harness.stack.shutdown().await;
 }
 
@@ -831,5 +838,41 @@ async fn overlapping_sweeps_count_each_file_once() {
     assert_eq!(num(&study, "numberOfInstances"), 3);
     assert_eq!(num(&study, "countedInstances"), 3);
     assert_eq!(num(&study, "sizeBytes"), total);
+    harness.stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_large_file_is_stored_intact_and_read_only_as_far_as_its_header() {
+    let harness = Harness::start().await;
+    let h = harness.register("Large File Hospital").await;
+    let f = DicomFixture::new(Modality::Mr).frames(24).size(512, 512);
+    let bytes = f.to_bytes();
+    assert!(bytes.len() > 12 << 20, "{} bytes", bytes.len());
+
+    let status = harness.ingest(&h, bytes.clone()).await;
+    assert_eq!(status["status"], "indexed", "{status}");
+    let inst = harness
+        .archive(&study_pk(&h, &f), &instance_sk(&f))
+        .await
+        .expect("instance");
+    assert_eq!(num(&inst, "numberOfFrames"), 24);
+    assert!(num(&inst, "headerBytes") < 64 * 1024);
+
+    let ctx = harness.stack.context();
+    let stored = ctx
+        .clients
+        .s3
+        .get_object()
+        .bucket(&ctx.settings.bucket)
+        .key(text(&inst, "s3Key").unwrap())
+        .send()
+        .await
+        .expect("get")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(sha256_hex(&stored), sha256_hex(&bytes));
     harness.stack.shutdown().await;
 }
