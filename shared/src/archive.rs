@@ -569,10 +569,13 @@ fn study_update(job: &InstanceToIndex<'_>, study: Option<&Item>, now: &str) -> O
     set_missing(&mut e, study, fields);
     match study {
         None => {
-            // Until the sweep counts the study, it shows this instance.
+            // Until the sweep counts the study, it shows this instance;
+            // nothing of it is in the stored bytes yet.
             e.set("numberOfSeries", n(1));
             e.set("numberOfInstances", n(1));
             e.set("sizeBytes", n(job.size));
+            e.set("countedBytes", n(0));
+            e.set("countedInstances", n(0));
             if let Some(m) = h.modality.as_deref().filter(|m| !m.is_empty()) {
                 e.set("modalities", AttributeValue::Ss(vec![m.to_owned()]));
             }
@@ -933,8 +936,21 @@ async fn sweep_once(
     let stored_modalities: BTreeSet<String> = crate::item::get_strings(study, "modalities")
         .into_iter()
         .collect();
-    let counted_bytes = get_count(study, "countedBytes");
-    let counted_instances = get_count(study, "countedInstances");
+    // A study without `countedBytes` was indexed before the sweep
+    // counted studies, when every instance added to the stored bytes as
+    // it was written: its own counters are what was counted.
+    let legacy = !study.contains_key("countedBytes");
+    let (counted_bytes, counted_instances) = if legacy {
+        (
+            get_count(study, "sizeBytes"),
+            get_count(study, "numberOfInstances"),
+        )
+    } else {
+        (
+            get_count(study, "countedBytes"),
+            get_count(study, "countedInstances"),
+        )
+    };
     let number_of_series = totals.series.len() as u64;
     let changed = get_count(study, "numberOfSeries") != number_of_series
         || get_count(study, "numberOfInstances") != totals.instances
@@ -942,7 +958,7 @@ async fn sweep_once(
         || stored_modalities != totals.modalities
         || counted_bytes != totals.bytes
         || counted_instances != totals.instances
-        || !study.contains_key("countedBytes")
+        || legacy
         || get_s(study, "lastInstanceAt") != Some(last.as_str());
     if changed {
         let mut e = Expr::default();
@@ -962,15 +978,15 @@ async fn sweep_once(
             );
         }
         // What this sweep read must still be what was last counted.
-        if study.contains_key("countedBytes") {
-            let (b, i) = (e.value(n(counted_bytes)), e.value(n(counted_instances)));
-            let (nb, ni) = (e.name("countedBytes"), e.name("countedInstances"));
-            e.condition(format!("{nb} = {b} AND {ni} = {i}"));
-        } else {
-            let nb = e.name("countedBytes");
+        let (b, i) = (e.value(n(counted_bytes)), e.value(n(counted_instances)));
+        let (nb, ni) = (e.name("countedBytes"), e.name("countedInstances"));
+        if legacy {
+            let (sb, si) = (e.name("sizeBytes"), e.name("numberOfInstances"));
             e.condition(format!(
-                "attribute_exists(pk) AND attribute_not_exists({nb})"
+                "attribute_not_exists({nb}) AND {sb} = {b} AND {si} = {i}"
             ));
+        } else {
+            e.condition(format!("{nb} = {b} AND {ni} = {i}"));
         }
         let delta_bytes = totals.bytes as i64 - counted_bytes as i64;
         let delta_instances = totals.instances as i64 - counted_instances as i64;

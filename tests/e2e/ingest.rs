@@ -876,3 +876,82 @@ async fn a_large_file_is_stored_intact_and_read_only_as_far_as_its_header() {
     assert_eq!(sha256_hex(&stored), sha256_hex(&bytes));
     harness.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_study_counted_per_instance_before_is_not_counted_again() {
+    let harness = Harness::start().await;
+    let h = harness.register("Legacy Hospital").await;
+    let ctx = harness.stack.context();
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let put = |table: String, item: Item| {
+        let ctx = ctx.clone();
+        async move {
+            ctx.clients
+                .dynamodb
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .expect("put");
+        }
+    };
+    let (archive, tenants) = (
+        ctx.settings.archive_table.clone(),
+        ctx.settings.tenants_table.clone(),
+    );
+
+    // As the per-instance indexer left it: one 1,000-byte instance, its
+    // study counters, and the stored bytes already added.
+    let pk = format!("{}#2.25.7", h.id);
+    put(
+        archive.clone(),
+        Item::from([
+            ("pk".into(), s(&pk)),
+            ("sk".into(), s("STUDY")),
+            ("hospitalId".into(), s(&h.id)),
+            ("studyInstanceUid".into(), s("2.25.7")),
+            ("numberOfSeries".into(), n(1)),
+            ("numberOfInstances".into(), n(1)),
+            ("sizeBytes".into(), n(1000)),
+            ("open".into(), AttributeValue::Bool(true)),
+            ("gsi2pk".into(), s(&h.id)),
+            ("gsi2sk".into(), s("2.25.7")),
+        ]),
+    )
+    .await;
+    for (sop, size) in [("2.25.8", 1000), ("2.25.9", 500)] {
+        put(
+            archive.clone(),
+            Item::from([
+                ("pk".into(), s(&pk)),
+                ("sk".into(), s(&format!("INSTANCE#2.25.1#{sop}"))),
+                ("seriesInstanceUid".into(), s("2.25.1")),
+                ("sizeBytes".into(), n(size)),
+                ("sha256".into(), s(sop)),
+                ("indexedAt".into(), s("2026-01-01T00:00:00Z")),
+            ]),
+        )
+        .await;
+    }
+    put(
+        tenants,
+        Item::from([
+            ("pk".into(), s(&format!("{}#USAGE#0", h.id))),
+            ("sk".into(), s("USAGE")),
+            ("storedBytes".into(), n(1000)),
+            ("instances".into(), n(1)),
+        ]),
+    )
+    .await;
+
+    // The second instance (500 bytes) is new to the count; the first is not.
+    harness.sweep().await;
+    harness.sweep().await;
+    assert_eq!(harness.stored(&h).await, (1500, 2));
+    let study = harness.archive(&pk, "STUDY").await.expect("study");
+    assert_eq!(num(&study, "numberOfInstances"), 2);
+    assert_eq!(num(&study, "countedBytes"), 1500);
+    harness.stack.shutdown().await;
+}
