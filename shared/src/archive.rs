@@ -921,12 +921,11 @@ async fn sweep_once(
     let Some(study) = items.iter().find(|i| get_s(i, "sk") == Some("STUDY")) else {
         return Ok(Swept::Done(None));
     };
-    if !get_flag(study, "open") {
-        // The index lags the item: already closed.
-        return Ok(Swept::Done(None));
-    }
     let totals = Totals::of(&items);
     let stamp = crate::time::rfc3339(now);
+    if !get_flag(study, "open") {
+        return closed_study(ctx, open, study, &totals, &stamp).await;
+    }
 
     let last = totals
         .last_instance_at
@@ -1052,14 +1051,14 @@ async fn sweep_once(
         return Ok(Swept::Done(None));
     }
 
-    // Close, then look again: see `ensure_study` for the other half.
+    // Close, then look again: see `ensure_study` for the other half. The
+    // study stays in the open index until its announcement is published
+    // ([`mark_announced`]), so a failed publish is retried.
     let mut close = Expr::default();
     close.set("open", AttributeValue::Bool(false));
     close.set("stableAt", s(&stamp));
-    close.remove("gsi2pk");
-    close.remove("gsi2sk");
-    let g = close.name("gsi2pk");
-    close.condition(format!("attribute_exists({g})"));
+    let (o, t) = (close.name("open"), close.value(AttributeValue::Bool(true)));
+    close.condition(format!("{o} = {t}"));
     let key = study_key(&open.hospital, &open.study_instance_uid);
     match close.send(ctx, table, key.clone()).await {
         Ok(()) => {}
@@ -1068,14 +1067,7 @@ async fn sweep_once(
     }
     let again = Totals::of(&query_study(ctx, open).await?);
     if again.fingerprint != totals.fingerprint {
-        let mut reopen = Expr::default();
-        self::open(
-            &mut reopen,
-            &open.hospital,
-            &open.study_instance_uid,
-            &stamp,
-        );
-        reopen.send(ctx, table, key).await.map_err(update_err)?;
+        reopen(ctx, open, &stamp).await?;
         return Ok(Swept::Done(None));
     }
     Ok(Swept::Done(Some(crate::events::StudyStable {
@@ -1086,6 +1078,78 @@ async fn sweep_once(
         last_instance_at: last,
         stable_at: stamp,
     })))
+}
+
+/// A closed study still in the open index: its announcement was not
+/// published (the sweep stopped between closing and publishing). It is
+/// announced now if nothing arrived since it was counted, else reopened.
+async fn closed_study(
+    ctx: &Context,
+    open: &OpenStudy,
+    study: &Item,
+    totals: &Totals,
+    stamp: &str,
+) -> Result<Swept, ArchiveError> {
+    if !study.contains_key("gsi2pk") {
+        // The index lags the item: already announced.
+        return Ok(Swept::Done(None));
+    }
+    let unchanged = get_count(study, "countedInstances") == totals.instances
+        && get_count(study, "countedBytes") == totals.bytes
+        && study.contains_key("countedBytes")
+        && get_s(study, "lastInstanceAt") == totals.last_instance_at.as_deref();
+    if !unchanged {
+        reopen(ctx, open, stamp).await?;
+        return Ok(Swept::Done(None));
+    }
+    Ok(Swept::Done(Some(crate::events::StudyStable {
+        hospital_id: open.hospital.to_string(),
+        study_instance_uid: open.study_instance_uid.clone(),
+        number_of_series: totals.series.len() as u64,
+        number_of_instances: totals.instances,
+        last_instance_at: get_string(study, "lastInstanceAt").unwrap_or_default(),
+        stable_at: get_string(study, "stableAt").unwrap_or_else(|| stamp.to_owned()),
+    })))
+}
+
+async fn reopen(ctx: &Context, open: &OpenStudy, stamp: &str) -> Result<(), ArchiveError> {
+    let mut e = Expr::default();
+    self::open(&mut e, &open.hospital, &open.study_instance_uid, stamp);
+    e.send(
+        ctx,
+        &ctx.settings.archive_table,
+        study_key(&open.hospital, &open.study_instance_uid),
+    )
+    .await
+    .map_err(|source| ArchiveError::UpdateStudy {
+        study_key: study_pk(&open.hospital, &open.study_instance_uid),
+        source,
+    })
+}
+
+/// Takes an announced study out of the open index: on condition that it
+/// is still closed from the announcement at `stable_at` (an instance that
+/// reopened it meanwhile keeps it in).
+pub async fn mark_announced(
+    ctx: &Context,
+    open: &OpenStudy,
+    stable_at: &str,
+) -> Result<(), ArchiveError> {
+    let mut e = Expr::default();
+    e.remove("gsi2pk");
+    e.remove("gsi2sk");
+    let (o, f) = (e.name("open"), e.value(AttributeValue::Bool(false)));
+    let (st, at) = (e.name("stableAt"), e.value(s(stable_at)));
+    e.condition(format!("{o} = {f} AND {st} = {at}"));
+    let key = study_key(&open.hospital, &open.study_instance_uid);
+    match e.send(ctx, &ctx.settings.archive_table, key).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_condition_failure(&e) => Ok(()),
+        Err(source) => Err(ArchiveError::UpdateStudy {
+            study_key: study_pk(&open.hospital, &open.study_instance_uid),
+            source,
+        }),
+    }
 }
 
 #[cfg(test)]

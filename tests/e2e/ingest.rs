@@ -808,6 +808,36 @@ async fn indexing_and_quiet_studies_are_announced_without_patient_data() {
     assert_eq!(num(&study, "numberOfInstances"), 2);
     let total = (f.to_bytes().len() + late.to_bytes().len()) as i64;
     assert_eq!(harness.stored(&h).await, (total, 2));
+
+    // A sweep that closed a study and stopped before publishing (here:
+    // closed by hand, still in the open index) announces it next time.
+    let key = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(study_pk(&h, &f))),
+        ("sk".to_owned(), AttributeValue::S("STUDY".into())),
+    ]);
+    let stamp = "2026-01-01T00:00:00Z";
+    ctx.clients
+        .dynamodb
+        .update_item()
+        .table_name(&ctx.settings.archive_table)
+        .set_key(Some(key))
+        .update_expression("SET #o = :f, stableAt = :at, gsi2pk = :h, gsi2sk = :s")
+        .expression_attribute_names("#o", "open")
+        .expression_attribute_values(":f", AttributeValue::Bool(false))
+        .expression_attribute_values(":at", AttributeValue::S(stamp.into()))
+        .expression_attribute_values(":h", AttributeValue::S(h.id.clone()))
+        .expression_attribute_values(":s", AttributeValue::S(f.study_instance_uid.clone()))
+        .send()
+        .await
+        .expect("close by hand");
+    let fourth = sweep(&ctx).await;
+    assert_eq!((fourth.swept, fourth.announced), (1, 1), "{fourth:?}");
+    let study = harness
+        .archive(&study_pk(&h, &f), "STUDY")
+        .await
+        .expect("study");
+    assert!(!study.contains_key("gsi2pk"), "out of the open-study index");
+    assert_eq!(self::text(&study, "stableAt"), Some(stamp));
     harness.stack.shutdown().await;
 }
 

@@ -582,6 +582,9 @@ pub async fn sweep_open_studies(ctx: &Context) -> Result<Sweep, IngestError> {
                 events::publish(ctx, "StudyStable", &detail)
                     .await
                     .map_err(|source| IngestError::AnnounceStable { source })?;
+                archive::mark_announced(ctx, &study, &detail.stable_at)
+                    .await
+                    .map_err(|source| IngestError::Sweep { source })?;
                 tracing::info!(hospital_id = %study.hospital, "study stable");
                 Ok(true)
             })
