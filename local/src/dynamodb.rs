@@ -40,13 +40,16 @@ impl EmbeddedDynamo {
         let path = data_dir.join("dynamodb.sqlite");
         let db = dynoxide::Database::new(&path.display().to_string())
             .map_err(|e| StartError::OpenDatabase(e.to_string()))?;
+        // WAL with `synchronous = NORMAL`: a commit survives a crash of the
+        // process; only a power cut may lose the last ones. SQLite's default
+        // (FULL) syncs the disk on every write request.
+        db.disable_bulk_loading()
+            .map_err(|e| StartError::OpenDatabase(e.to_string()))?;
 
         let thread = std::thread::Builder::new()
             .name("dynamodb".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("dynamodb-worker")
+                let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("dynamodb runtime");

@@ -45,6 +45,34 @@ const ATTEMPTS: u32 = 3;
 /// limit.
 const MAX_VERIFIED_BODY: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Largest body verified in memory; longer ones go through a spool file.
+/// Most DICOM files (a CT or MR slice) are under it.
+const MAX_BUFFERED_BODY: i64 = 1024 * 1024;
+
+/// Reads a body of at most [`MAX_BUFFERED_BODY`] bytes into memory and
+/// hands it back only when its SHA-256 is `expected` (base64).
+async fn buffer_verified(mut blob: StreamingBlob, expected: &str) -> S3Result<bytes::Bytes> {
+    use futures::StreamExt;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = blob.next().await {
+        let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "reading the body failed: {e}"))?;
+        if body.len() + chunk.len() > MAX_BUFFERED_BODY as usize {
+            return Err(s3_error!(
+                IncompleteBody,
+                "the body is longer than its Content-Length"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if BASE64.encode(Sha256::digest(&body)) != expected {
+        return Err(s3_error!(
+            BadDigest,
+            "the body's SHA-256 does not match x-amz-checksum-sha256"
+        ));
+    }
+    Ok(body.freeze())
+}
+
 /// A file's bytes as a stream of chunks of up to 256 KiB.
 fn read_chunks(
     file: tokio::fs::File,
@@ -316,8 +344,16 @@ impl NotifyingS3 {
             let Some(blob) = req.input.body.take() else {
                 return Err(s3_error!(IncompleteBody));
             };
-            let verified = self.spool_verified(blob, &expected).await?;
-            req.input.body = Some(StreamingBlob::wrap(read_chunks(verified)));
+            let small = req
+                .input
+                .content_length
+                .is_some_and(|n| (0..=MAX_BUFFERED_BODY).contains(&n));
+            req.input.body = Some(if small {
+                StreamingBlob::from(s3s::Body::from(buffer_verified(blob, &expected).await?))
+            } else {
+                let verified = self.spool_verified(blob, &expected).await?;
+                StreamingBlob::wrap(read_chunks(verified))
+            });
         }
 
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
