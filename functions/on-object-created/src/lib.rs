@@ -159,12 +159,25 @@ async fn index_record(
         upload_id,
     };
 
-    let upload = uploads::get_upload(ctx, &at.hospital, &at.upload_id)
-        .await
-        .map_err(|source| IngestError::LoadUpload {
-            key: at.key.clone(),
-            source,
-        })?;
+    // The upload and the object's header are read at once when the event
+    // gives the object's size (S3 always does): one round trip less per
+    // instance. The header is used only if the upload is still pending.
+    let event_size = record.s3.object.size.map(|s| s.max(0) as u64);
+    let load_upload = async {
+        uploads::get_upload(ctx, &at.hospital, &at.upload_id)
+            .await
+            .map_err(|source| IngestError::LoadUpload {
+                key: at.key.clone(),
+                source,
+            })
+    };
+    let (upload, early_header) = match event_size {
+        Some(size) => {
+            let (upload, header) = tokio::join!(load_upload, read_header(ctx, &at, size));
+            (upload?, Some(header))
+        }
+        None => (load_upload.await?, None),
+    };
     let Some(upload) = upload else {
         let reason = "no upload with this id exists for the hospital whose prefix holds the \
                       object: it was not written through a URL this hospital asked for";
@@ -184,12 +197,7 @@ async fn index_record(
         UploadStatus::Pending => {}
     }
 
-    let size = record
-        .s3
-        .object
-        .size
-        .map(|s| s.max(0) as u64)
-        .unwrap_or(upload.size);
+    let size = event_size.unwrap_or(upload.size);
     if size != upload.size {
         let reason = format!(
             "the object is {size} bytes but the upload declared {} bytes",
@@ -198,7 +206,11 @@ async fn index_record(
         return reject(ctx, &at, &reason).await;
     }
 
-    let header = match read_header(ctx, &at, size).await? {
+    let header = match early_header {
+        Some(header) => header?,
+        None => read_header(ctx, &at, size).await?,
+    };
+    let header = match header {
         Ok(header) => header,
         Err(reason) => return reject(ctx, &at, &reason).await,
     };
