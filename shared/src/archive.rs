@@ -334,6 +334,12 @@ pub async fn index_instance(
                         None => IndexOutcome::AlreadyDone,
                     });
                 }
+                if get_s(&old, "supersededKey") == Some(job.s3_key) {
+                    // A later upload already replaced this one's object (a
+                    // late redelivery): it must not take the instance back.
+                    finish_upload(ctx, job, &now, None, false).await?;
+                    return Ok(IndexOutcome::AlreadyDone);
+                }
                 if get_s(&old, "sha256") == Some(job.sha256) {
                     if mark_duplicate(ctx, job, &now).await? {
                         return Ok(IndexOutcome::Duplicate);
@@ -586,6 +592,18 @@ fn study_update(job: &InstanceToIndex<'_>, study: Option<&Item>, now: &str) -> O
             e.condition("attribute_not_exists(pk)");
         }
         Some(st) => {
+            // A study whose first instances lacked StudyDate or StudyTime
+            // takes them from a later one: its list position follows.
+            let (_, sort_key) = study_list_keys(
+                job.hospital,
+                get_s(st, "studyDate").or(h.study_date.as_deref()),
+                get_s(st, "studyTime").or(h.study_time.as_deref()),
+                &h.study_instance_uid,
+            );
+            let stored = get_s(st, "gsi1sk");
+            if stored.is_some_and(|stored| stored != sort_key) {
+                e.set("gsi1sk", s(sort_key));
+            }
             if !get_flag(st, "open") || !st.contains_key("gsi2pk") {
                 open(&mut e, job.hospital, &h.study_instance_uid, now);
             }

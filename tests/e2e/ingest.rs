@@ -985,3 +985,115 @@ async fn a_study_counted_per_instance_before_is_not_counted_again() {
     assert_eq!(num(&study, "countedBytes"), 1500);
     harness.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_late_redelivery_never_takes_back_a_replaced_instance() {
+    let harness = Harness::start().await;
+    let h = harness.register("Late Delivery Hospital").await;
+    let ctx = harness.stack.context();
+    let mut deliveries = harness.stack.subscribe_s3_deliveries();
+
+    let first = DicomFixture::ct();
+    let first_bytes = first.to_bytes();
+    let upload = harness.presign(&h, &first_bytes, None).await;
+    assert_eq!(harness.put(&upload, first_bytes.clone()).await, 200);
+    assert_eq!(harness.settled(&h, &upload.id).await["status"], "indexed");
+    let first_event = loop {
+        let d = deliveries.recv().await.expect("delivery");
+        if d.outcome.is_ok() {
+            break d.event;
+        }
+    };
+
+    let mut second = first.clone();
+    second.series_description = Some("AXIAL CORRECTED".into());
+    let status = harness.ingest(&h, second.to_bytes()).await;
+    assert_eq!(status["replaced"], true, "{status}");
+    let pk = study_pk(&h, &first);
+    let holder = |item: Item| text(&item, "s3Key").unwrap().to_owned();
+    let second_key = holder(harness.archive(&pk, &instance_sk(&first)).await.unwrap());
+
+    // As if the first upload's delivery had stopped before its commit.
+    let set_pending = || async {
+        ctx.clients
+            .dynamodb
+            .update_item()
+            .table_name(&ctx.settings.tenants_table)
+            .key(
+                "pk",
+                AttributeValue::S(format!("{}#UPLOAD#{}", h.id, upload.id)),
+            )
+            .key("sk", AttributeValue::S("UPLOAD".into()))
+            .update_expression("SET #s = :p")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":p", AttributeValue::S("pending".into()))
+            .send()
+            .await
+            .expect("reset upload");
+    };
+
+    // Its retry after the replacement deleted its object: the upload ends
+    // rejected with the reason instead of failing for ever.
+    set_pending().await;
+    on_object_created::handle(&ctx, first_event.clone())
+        .await
+        .expect("a retry of a vanished object succeeds");
+    let (_, body) = harness.get_upload(&h.key, &upload.id).await;
+    assert_eq!(body["data"]["status"], "rejected", "{body}");
+    assert!(body["data"]["reason"].as_str().unwrap().contains("gone"));
+
+    // Its retry while its object still exists: the newer file keeps the
+    // instance and its object.
+    set_pending().await;
+    ctx.clients
+        .s3
+        .put_object()
+        .bucket(&ctx.settings.bucket)
+        .key(format!("dicom/{}/{}.dcm", h.id, upload.id))
+        .body(first_bytes.into())
+        .send()
+        .await
+        .expect("object back");
+    let status = harness.settled(&h, &upload.id).await;
+    assert_eq!(status["status"], "indexed", "{status}");
+    let inst = harness.archive(&pk, &instance_sk(&first)).await.unwrap();
+    assert_eq!(holder(inst), second_key);
+    assert!(harness.object_exists(&second_key).await);
+    harness.stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_study_date_first_seen_on_a_later_instance_sets_the_list_order() {
+    let harness = Harness::start().await;
+    let h = harness.register("Undated Hospital").await;
+
+    let mut undated = DicomFixture::ct();
+    undated.study_date = None;
+    undated.study_time = None;
+    assert_eq!(
+        harness.ingest(&h, undated.to_bytes()).await["status"],
+        "indexed"
+    );
+    let pk = study_pk(&h, &undated);
+    let study = harness.archive(&pk, "STUDY").await.expect("study");
+    assert_eq!(
+        text(&study, "gsi1sk"),
+        Some(format!("#{}", undated.study_instance_uid).as_str())
+    );
+
+    let mut dated = undated.clone();
+    dated.sop_instance_uid = format!("{}.9", undated.sop_instance_uid);
+    dated.study_date = Some("20240315".into());
+    dated.study_time = Some("101500".into());
+    assert_eq!(
+        harness.ingest(&h, dated.to_bytes()).await["status"],
+        "indexed"
+    );
+    let study = harness.archive(&pk, "STUDY").await.expect("study");
+    assert_eq!(text(&study, "studyDate"), Some("20240315"));
+    assert_eq!(
+        text(&study, "gsi1sk"),
+        Some(format!("20240315101500#{}", undated.study_instance_uid).as_str())
+    );
+    harness.stack.shutdown().await;
+}

@@ -207,8 +207,28 @@ async fn index_record(
     }
 
     let header = match early_header {
-        Some(header) => header?,
-        None => read_header(ctx, &at, size).await?,
+        Some(header) => header,
+        None => read_header(ctx, &at, size).await,
+    };
+    let header = match header {
+        Err(IngestError::ReadObject {
+            source: aws_sdk_s3::Error::NoSuchKey(_),
+            ..
+        }) => {
+            // Nothing left to index or to quarantine, and retrying cannot
+            // bring it back: say so on the upload rather than fail forever.
+            let reason = "the object was gone before it could be indexed: deleted, or \
+                          replaced by a later upload of the same instance";
+            uploads::mark_rejected(ctx, &at.hospital, &at.upload_id, reason, "")
+                .await
+                .map_err(|source| IngestError::MarkRejected {
+                    key: at.key.clone(),
+                    source,
+                })?;
+            tracing::warn!(hospital_id = %at.hospital, upload_id = %at.upload_id, "object gone before indexing");
+            return Ok(());
+        }
+        other => other?,
     };
     let header = match header {
         Ok(header) => header,

@@ -131,6 +131,21 @@ pub enum DicomError {
         name: &'static str,
     },
 
+    /// An indexed text attribute is longer than the index takes. DICOM's
+    /// own limits are far lower (64 characters for a name component
+    /// group, 8 for a date); the caps leave room for files that stretch
+    /// them, while keeping every study item and sort key inside
+    /// DynamoDB's limits.
+    #[error("{name} is {len} bytes long; the index takes at most {max}")]
+    ValueTooLong {
+        /// Keyword of the attribute.
+        name: &'static str,
+        /// Bytes in the value, padding removed.
+        len: usize,
+        /// The cap for this attribute.
+        max: usize,
+    },
+
     /// A numeric attribute does not parse as the number it must be.
     #[error("{name} is not a valid number")]
     InvalidNumber {
@@ -185,6 +200,7 @@ impl DicomError {
             DicomError::Inflate => "Inflate",
             DicomError::MissingAttribute { .. } => "MissingAttribute",
             DicomError::InvalidUid { .. } => "InvalidUid",
+            DicomError::ValueTooLong { .. } => "ValueTooLong",
             DicomError::InvalidNumber { .. } => "InvalidNumber",
             DicomError::Parse { .. } => "Parse",
         }

@@ -34,9 +34,31 @@ pub(crate) fn parse(scanned: &Scanned<'_>) -> DicomResult<InMemDicomObject> {
     })
 }
 
+/// Longest date or time the index takes (DA is 8 characters, TM 16, DT
+/// 26): these form the study list's sort key, which DynamoDB caps at
+/// 1,024 bytes.
+const MAX_DATE_TIME_BYTES: usize = 64;
+
+/// Longest other indexed text (LO is 64 characters, a PN component group
+/// 64): sixteen study fields at this size stay far inside an item's
+/// 400 KB.
+const MAX_TEXT_BYTES: usize = 1024;
+
 pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
     let object = parse(&scanned)?;
     let text = |tag: Tag| text(&object, tag);
+    let capped = |tag: Tag, name: &'static str, max: usize| -> DicomResult<Option<String>> {
+        match text(tag) {
+            Some(v) if v.len() > max => Err(DicomError::ValueTooLong {
+                name,
+                len: v.len(),
+                max,
+            }),
+            v => Ok(v),
+        }
+    };
+    let field = |tag: Tag, name: &'static str| capped(tag, name, MAX_TEXT_BYTES);
+    let date_time = |tag: Tag, name: &'static str| capped(tag, name, MAX_DATE_TIME_BYTES);
     let meta = &scanned.meta;
 
     let sop_class_uid = uid(
@@ -61,17 +83,17 @@ pub(crate) fn extract(scanned: Scanned<'_>) -> DicomResult<InstanceHeader> {
         sop_instance_uid,
         study_instance_uid,
         series_instance_uid,
-        patient_id: text(tags::PATIENT_ID),
-        patient_name: text(tags::PATIENT_NAME),
-        patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
-        patient_sex: text(tags::PATIENT_SEX),
-        study_date: text(tags::STUDY_DATE),
-        study_time: text(tags::STUDY_TIME),
-        accession_number: text(tags::ACCESSION_NUMBER),
-        study_description: text(tags::STUDY_DESCRIPTION),
-        series_description: text(tags::SERIES_DESCRIPTION),
-        modality: text(tags::MODALITY),
-        body_part_examined: text(tags::BODY_PART_EXAMINED),
+        patient_id: field(tags::PATIENT_ID, "PatientID")?,
+        patient_name: field(tags::PATIENT_NAME, "PatientName")?,
+        patient_birth_date: date_time(tags::PATIENT_BIRTH_DATE, "PatientBirthDate")?,
+        patient_sex: field(tags::PATIENT_SEX, "PatientSex")?,
+        study_date: date_time(tags::STUDY_DATE, "StudyDate")?,
+        study_time: date_time(tags::STUDY_TIME, "StudyTime")?,
+        accession_number: field(tags::ACCESSION_NUMBER, "AccessionNumber")?,
+        study_description: field(tags::STUDY_DESCRIPTION, "StudyDescription")?,
+        series_description: field(tags::SERIES_DESCRIPTION, "SeriesDescription")?,
+        modality: field(tags::MODALITY, "Modality")?,
+        body_part_examined: field(tags::BODY_PART_EXAMINED, "BodyPartExamined")?,
         series_number: number(&object, tags::SERIES_NUMBER),
         instance_number: number(&object, tags::INSTANCE_NUMBER),
         number_of_frames: number(&object, tags::NUMBER_OF_FRAMES),

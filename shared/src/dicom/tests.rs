@@ -222,7 +222,7 @@ fn a_short_prefix_asks_for_more_within_the_object() {
 
 #[test]
 fn a_long_header_asks_for_the_element_it_is_in_plus_slack() {
-    let big = el(0x0008, 0x1030, "UT", &[b'x'; 100_000]);
+    let big = el(0x0008, 0x2111, "UT", &[b'x'; 100_000]);
     let bytes = part10(EXPLICIT_LE, &[head(), big, uids(), pixels()].concat());
     let object_size = 50_000_000;
 
@@ -576,4 +576,61 @@ fn a_meta_group_without_syntax_waits_for_the_data_set_to_infer_it() {
     let read = read_header(&bytes[..cut], bytes.len() as u64, &HeaderLimits::default());
     assert!(matches!(read, Ok(HeaderRead::NeedMore { .. })), "{read:?}");
     assert_eq!(complete(&bytes).unwrap().transfer_syntax_uid, EXPLICIT_LE);
+}
+
+#[test]
+fn indexed_values_past_their_cap_are_refused_by_name() {
+    let long_date = vec![b'2'; 2000];
+    let bytes = part10(
+        EXPLICIT_LE,
+        &[
+            head(),
+            el(0x0008, 0x0020, "DA", &long_date),
+            uids(),
+            pixels(),
+        ]
+        .concat(),
+    );
+    let err = complete(&bytes).unwrap_err();
+    assert_eq!(
+        err,
+        DicomError::ValueTooLong {
+            name: "StudyDate",
+            len: 2000,
+            max: 64
+        }
+    );
+    assert!(!err.reason().contains("2222"), "the value stays out");
+
+    let long_name = vec![b'A'; 5000];
+    let bytes = part10(
+        EXPLICIT_LE,
+        &[
+            head(),
+            el(0x0010, 0x0010, "PN", &long_name),
+            uids(),
+            pixels(),
+        ]
+        .concat(),
+    );
+    let err = complete(&bytes).unwrap_err();
+    assert_eq!(err.code(), "ValueTooLong");
+    assert_eq!(
+        err.reason(),
+        "PatientName is 5000 bytes long; the index takes at most 1024"
+    );
+
+    // A name that stretches DICOM's 64 characters is still taken.
+    let stretched = vec![b'B'; 200];
+    let bytes = part10(
+        EXPLICIT_LE,
+        &[
+            head(),
+            el(0x0010, 0x0010, "PN", &stretched),
+            uids(),
+            pixels(),
+        ]
+        .concat(),
+    );
+    assert_eq!(complete(&bytes).unwrap().patient_name.unwrap().len(), 200);
 }
