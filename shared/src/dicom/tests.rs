@@ -580,18 +580,14 @@ fn a_meta_group_without_syntax_waits_for_the_data_set_to_infer_it() {
 
 #[test]
 fn indexed_values_past_their_cap_are_refused_by_name() {
-    let long_date = vec![b'2'; 2000];
-    let bytes = part10(
-        EXPLICIT_LE,
-        &[
-            head(),
-            el(0x0008, 0x0020, "DA", &long_date),
-            uids(),
-            pixels(),
-        ]
-        .concat(),
-    );
-    let err = complete(&bytes).unwrap_err();
+    let with = |element: Vec<u8>| {
+        complete(&part10(
+            EXPLICIT_LE,
+            &[head(), element, uids(), pixels()].concat(),
+        ))
+    };
+
+    let err = with(el(0x0008, 0x0020, "DA", &[b'2'; 2000])).unwrap_err();
     assert_eq!(
         err,
         DicomError::ValueTooLong {
@@ -602,18 +598,7 @@ fn indexed_values_past_their_cap_are_refused_by_name() {
     );
     assert!(!err.reason().contains("2222"), "the value stays out");
 
-    let long_name = vec![b'A'; 5000];
-    let bytes = part10(
-        EXPLICIT_LE,
-        &[
-            head(),
-            el(0x0010, 0x0010, "PN", &long_name),
-            uids(),
-            pixels(),
-        ]
-        .concat(),
-    );
-    let err = complete(&bytes).unwrap_err();
+    let err = with(el(0x0010, 0x0010, "PN", &[b'A'; 5000])).unwrap_err();
     assert_eq!(err.code(), "ValueTooLong");
     assert_eq!(
         err.reason(),
@@ -621,16 +606,6 @@ fn indexed_values_past_their_cap_are_refused_by_name() {
     );
 
     // A name that stretches DICOM's 64 characters is still taken.
-    let stretched = vec![b'B'; 200];
-    let bytes = part10(
-        EXPLICIT_LE,
-        &[
-            head(),
-            el(0x0010, 0x0010, "PN", &stretched),
-            uids(),
-            pixels(),
-        ]
-        .concat(),
-    );
-    assert_eq!(complete(&bytes).unwrap().patient_name.unwrap().len(), 200);
+    let stretched = with(el(0x0010, 0x0010, "PN", &[b'B'; 200])).unwrap();
+    assert_eq!(stretched.patient_name.unwrap().len(), 200);
 }
