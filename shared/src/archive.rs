@@ -908,13 +908,16 @@ pub async fn sweep_study(
     now: OffsetDateTime,
     quiet: Duration,
 ) -> Result<Option<crate::events::StudyStable>, ArchiveError> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 1..=MAX_ATTEMPTS {
         match sweep_once(ctx, open, now, quiet).await? {
             Swept::Done(stable) => return Ok(stable),
-            // Another sweep counted between this one's read and write.
-            Swept::Raced => continue,
+            // Another sweep counted between this one's read and write, or
+            // the stored-bytes shard was busy: read again after a pause.
+            Swept::Raced => back_off(attempt).await,
         }
     }
+    // The next run counts it; nothing was written half-way.
+    tracing::warn!(hospital_id = %open.hospital, attempts = MAX_ATTEMPTS, "study sweep kept racing");
     Ok(None)
 }
 

@@ -597,10 +597,20 @@ pub async fn sweep_open_studies(ctx: &Context) -> Result<Sweep, IngestError> {
     let now = pacs_shared::time::now();
     let quiet = ctx.settings.stable_study_after;
     let mut sweep = Sweep::default();
+    // A study that fails is logged and the sweep goes on, so one bad
+    // study cannot starve the hospitals listed after it; the run still
+    // fails at the end, for the alarm and the retry.
+    let mut first_error = None;
     for hospital in list_hospitals(ctx).await? {
-        let open = archive::open_studies(ctx, &hospital)
-            .await
-            .map_err(|source| IngestError::Sweep { source })?;
+        let open = match archive::open_studies(ctx, &hospital).await {
+            Ok(open) => open,
+            Err(source) => {
+                let e = IngestError::Sweep { source };
+                tracing::error!(hospital_id = %hospital, error = %e, "listing open studies failed");
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         // Studies are independent partitions: several at a time, so a
         // hospital with many open studies fits in one run.
         let announced: Vec<Result<bool, IngestError>> = futures::stream::iter(open)
@@ -625,10 +635,19 @@ pub async fn sweep_open_studies(ctx: &Context) -> Result<Sweep, IngestError> {
             .await;
         for result in announced {
             sweep.swept += 1;
-            sweep.announced += usize::from(result?);
+            match result {
+                Ok(stable) => sweep.announced += usize::from(stable),
+                Err(e) => {
+                    tracing::error!(hospital_id = %hospital, error = %e, "study sweep failed");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
     }
-    Ok(sweep)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(sweep),
+    }
 }
 
 /// Every hospital, from the tenants table's `HOSPITALS` index partition.
