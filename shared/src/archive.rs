@@ -113,8 +113,13 @@ pub enum IndexOutcome {
     /// A new instance.
     Added { new_series: bool, new_study: bool },
     /// A different file of an instance already stored took its place; the
-    /// superseded object is to be deleted.
-    Replaced { superseded_key: String },
+    /// superseded object is to be deleted, and so is `earlier_key`, the
+    /// object that one had replaced, in case that replacement stopped
+    /// before its own deletion.
+    Replaced {
+        superseded_key: String,
+        earlier_key: Option<String>,
+    },
     /// The same bytes were already stored under another upload; the new
     /// object is redundant and is to be deleted.
     Duplicate,
@@ -308,10 +313,16 @@ pub async fn index_instance(
         match put_instance(ctx, job, &now, replacing.as_ref()).await? {
             InstanceWrite::Written => {
                 let superseded = replacing.as_ref().and_then(|old| get_string(old, "s3Key"));
+                let earlier_key = replacing
+                    .as_ref()
+                    .and_then(|old| get_string(old, "supersededKey"));
                 let (new_series, new_study) = ensure_study(ctx, job, &now).await?;
                 finish_upload(ctx, job, &now, superseded.as_deref(), false).await?;
                 return Ok(match superseded {
-                    Some(superseded_key) => IndexOutcome::Replaced { superseded_key },
+                    Some(superseded_key) => IndexOutcome::Replaced {
+                        superseded_key,
+                        earlier_key,
+                    },
                     None => IndexOutcome::Added {
                         new_series,
                         new_study,
@@ -330,7 +341,10 @@ pub async fn index_instance(
                     ensure_study(ctx, job, &now).await?;
                     finish_upload(ctx, job, &now, superseded.as_deref(), false).await?;
                     return Ok(match superseded {
-                        Some(superseded_key) => IndexOutcome::Replaced { superseded_key },
+                        Some(superseded_key) => IndexOutcome::Replaced {
+                            superseded_key,
+                            earlier_key: None,
+                        },
                         None => IndexOutcome::AlreadyDone,
                     });
                 }

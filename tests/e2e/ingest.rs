@@ -185,6 +185,21 @@ impl Harness {
             .is_ok()
     }
 
+    /// Writes an object straight to the bucket, as a writer with bucket
+    /// access (not a presigned URL) would; the stack still notifies.
+    async fn put_direct(&self, key: &str, bytes: Vec<u8>) {
+        let ctx = self.stack.context();
+        ctx.clients
+            .s3
+            .put_object()
+            .bucket(&ctx.settings.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("direct put of {key}: {e}"));
+    }
+
     /// The user metadata of an object (panics when it is missing).
     async fn object_metadata(&self, key: &str) -> HashMap<String, String> {
         let ctx = self.stack.context();
@@ -573,18 +588,9 @@ async fn an_object_under_another_hospitals_prefix_is_quarantined() {
     let f = DicomFixture::ct();
     let bytes = f.to_bytes();
     let upload = harness.presign(&a, &bytes, None).await;
-    let ctx = harness.stack.context();
     let mut deliveries = harness.stack.subscribe_s3_deliveries();
     let key = format!("dicom/{}/{}.dcm", b.id, upload.id);
-    ctx.clients
-        .s3
-        .put_object()
-        .bucket(&ctx.settings.bucket)
-        .key(&key)
-        .body(bytes.into())
-        .send()
-        .await
-        .expect("direct put");
+    harness.put_direct(&key, bytes).await;
     let delivered = deliveries.recv().await.expect("delivery");
     assert!(delivered.outcome.is_ok(), "{:?}", delivered.outcome);
 
@@ -1045,15 +1051,8 @@ async fn a_late_redelivery_never_takes_back_a_replaced_instance() {
     // Its retry while its object still exists: the newer file keeps the
     // instance and its object.
     set_pending().await;
-    ctx.clients
-        .s3
-        .put_object()
-        .bucket(&ctx.settings.bucket)
-        .key(format!("dicom/{}/{}.dcm", h.id, upload.id))
-        .body(first_bytes.into())
-        .send()
-        .await
-        .expect("object back");
+    let first_key = format!("dicom/{}/{}.dcm", h.id, upload.id);
+    harness.put_direct(&first_key, first_bytes).await;
     let status = harness.settled(&h, &upload.id).await;
     assert_eq!(status["status"], "indexed", "{status}");
     let inst = harness.archive(&pk, &instance_sk(&first)).await.unwrap();
@@ -1095,5 +1094,45 @@ async fn a_study_date_first_seen_on_a_later_instance_sets_the_list_order() {
         text(&study, "gsi1sk"),
         Some(format!("20240315101500#{}", undated.study_instance_uid).as_str())
     );
+    harness.stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replacement_also_clears_what_an_interrupted_one_left() {
+    let harness = Harness::start().await;
+    let h = harness.register("Third File Hospital").await;
+
+    let first = DicomFixture::ct();
+    let first_bytes = first.to_bytes();
+    let upload = harness.presign(&h, &first_bytes, None).await;
+    assert_eq!(harness.put(&upload, first_bytes.clone()).await, 200);
+    harness.settled(&h, &upload.id).await;
+    let mut second = first.clone();
+    second.series_description = Some("SECOND".into());
+    assert_eq!(
+        harness.ingest(&h, second.to_bytes()).await["replaced"],
+        true
+    );
+
+    // As if the second file's delivery had stopped before deleting the
+    // first object: it is back under dicom/.
+    let first_key = format!("dicom/{}/{}.dcm", h.id, upload.id);
+    let mut deliveries = harness.stack.subscribe_s3_deliveries();
+    harness.put_direct(&first_key, first_bytes).await;
+    while deliveries.recv().await.expect("delivery").outcome.is_err() {}
+    assert!(harness.object_exists(&first_key).await);
+
+    let mut third = first.clone();
+    third.series_description = Some("THIRD".into());
+    assert_eq!(harness.ingest(&h, third.to_bytes()).await["replaced"], true);
+    assert!(
+        !harness.object_exists(&first_key).await,
+        "the object the interrupted replacement left is deleted"
+    );
+    let inst = harness
+        .archive(&study_pk(&h, &first), &instance_sk(&first))
+        .await
+        .unwrap();
+    assert!(harness.object_exists(text(&inst, "s3Key").unwrap()).await);
     harness.stack.shutdown().await;
 }

@@ -263,8 +263,14 @@ async fn index_record(
     );
 
     match outcome {
-        IndexOutcome::Replaced { superseded_key } => {
+        IndexOutcome::Replaced {
+            superseded_key,
+            earlier_key,
+        } => {
             delete_object(ctx, &at.bucket, &superseded_key).await?;
+            if let Some(earlier) = earlier_key.filter(|k| *k != at.key) {
+                delete_object(ctx, &at.bucket, &earlier).await?;
+            }
         }
         IndexOutcome::Duplicate => delete_object(ctx, &at.bucket, &at.key).await?,
         IndexOutcome::Added { .. } | IndexOutcome::AlreadyDone => {}
