@@ -158,7 +158,15 @@ async fn a_full_run_logs_no_keys_urls_or_patient_data() {
     let text = std::fs::read_to_string(&log_path).unwrap() + &captured.lock().unwrap();
     assert!(text.lines().count() > 10, "the run logged: {text}");
 
-    let secret = |k: &str| k.rsplit_once('_').map(|(_, s)| s.to_owned()).unwrap();
+    // The secret is everything after the key's fixed fields: it may hold
+    // `_` itself (base64url), so split from the front.
+    let secret = |k: &str| {
+        let fields = if k.starts_with("pha_") { 2 } else { 4 };
+        k.splitn(fields, '_').last().unwrap().to_owned()
+    };
+    for k in [&platform, &agent, &admin, &user_key] {
+        assert!(secret(k).len() >= 40, "the whole secret is looked for");
+    }
     for (what, needle) in [
         ("platform key", secret(&platform)),
         ("agent key", secret(&agent)),
