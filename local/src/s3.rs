@@ -64,13 +64,19 @@ async fn buffer_verified(mut blob: StreamingBlob, expected: &str) -> S3Result<by
         }
         body.extend_from_slice(&chunk);
     }
-    if BASE64.encode(Sha256::digest(&body)) != expected {
+    check_digest(&Sha256::digest(&body), expected)?;
+    Ok(body.freeze())
+}
+
+/// Refuses a body whose SHA-256 is not `expected` (base64), as S3 does.
+fn check_digest(digest: &[u8], expected: &str) -> S3Result<()> {
+    if BASE64.encode(digest) != expected {
         return Err(s3_error!(
             BadDigest,
             "the body's SHA-256 does not match x-amz-checksum-sha256"
         ));
     }
-    Ok(body.freeze())
+    Ok(())
 }
 
 /// A file's bytes as a stream of chunks of up to 256 KiB.
@@ -324,12 +330,7 @@ impl NotifyingS3 {
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
         }
-        if BASE64.encode(hasher.finalize()) != expected {
-            return Err(s3_error!(
-                BadDigest,
-                "the body's SHA-256 does not match x-amz-checksum-sha256"
-            ));
-        }
+        check_digest(&hasher.finalize(), expected)?;
         file.flush().await.map_err(io)?;
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;

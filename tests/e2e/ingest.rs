@@ -148,9 +148,15 @@ impl Harness {
 
     /// Presign, PUT and wait: the whole path for one file.
     async fn ingest(&self, h: &Hospital, bytes: Vec<u8>) -> Value {
+        self.ingest_upload(h, bytes).await.1
+    }
+
+    /// As [`Harness::ingest`], keeping the upload.
+    async fn ingest_upload(&self, h: &Hospital, bytes: Vec<u8>) -> (Upload, Value) {
         let upload = self.presign(h, &bytes, None).await;
         assert_eq!(self.put(&upload, bytes).await, 200);
-        self.settled(h, &upload.id).await
+        let status = self.settled(h, &upload.id).await;
+        (upload, status)
     }
 
     async fn item(&self, table: &str, pk: &str, sk: &str) -> Option<Item> {
@@ -1001,9 +1007,8 @@ async fn a_late_redelivery_never_takes_back_a_replaced_instance() {
 
     let first = DicomFixture::ct();
     let first_bytes = first.to_bytes();
-    let upload = harness.presign(&h, &first_bytes, None).await;
-    assert_eq!(harness.put(&upload, first_bytes.clone()).await, 200);
-    assert_eq!(harness.settled(&h, &upload.id).await["status"], "indexed");
+    let (upload, status) = harness.ingest_upload(&h, first_bytes.clone()).await;
+    assert_eq!(status["status"], "indexed");
     let first_event = loop {
         let d = deliveries.recv().await.expect("delivery");
         if d.outcome.is_ok() {
@@ -1104,9 +1109,7 @@ async fn a_replacement_also_clears_what_an_interrupted_one_left() {
 
     let first = DicomFixture::ct();
     let first_bytes = first.to_bytes();
-    let upload = harness.presign(&h, &first_bytes, None).await;
-    assert_eq!(harness.put(&upload, first_bytes.clone()).await, 200);
-    harness.settled(&h, &upload.id).await;
+    let (upload, _) = harness.ingest_upload(&h, first_bytes.clone()).await;
     let mut second = first.clone();
     second.series_description = Some("SECOND".into());
     assert_eq!(
